@@ -1,0 +1,83 @@
+"""Shared fixtures: the real servers, each in a database or key space the tests own and clean up.
+
+Tests never touch a user's data: PostgreSQL gets a ``marketkeeper_test`` database created and dropped here,
+InfluxDB a ``marketkeeper_test`` database, Redis DB 15 under a ``mktest:`` prefix. ``make test`` starts the
+servers (scripts/services.sh); a server that is down fails the tests that need it, never skips them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+import redis
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+
+PG_ADMIN_URL = os.environ.get(
+    "MARKETKEEPER_TEST_PG_ADMIN_URL", "postgresql+psycopg://postgres:postgres@127.0.0.1:5432/postgres"
+)
+PG_TEST_DB = os.environ.get("MARKETKEEPER_TEST_PG_DB", "marketkeeper_test")
+REDIS_TEST_URL = os.environ.get("MARKETKEEPER_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+INFLUXDB_TEST_URL = os.environ.get("MARKETKEEPER_TEST_INFLUXDB_URL", "http://127.0.0.1:8086")
+INFLUXDB_TEST_DB = os.environ.get("MARKETKEEPER_TEST_INFLUXDB_DB", "marketkeeper_test")
+
+
+def _recreate_pg_database(name: str) -> str:
+    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    quoted = admin.dialect.identifier_preparer.quote(name)
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f"DROP DATABASE IF EXISTS {quoted} WITH (FORCE)"))
+            conn.execute(sa.text(f"CREATE DATABASE {quoted}"))
+    except sa.exc.OperationalError as exc:
+        pytest.fail(f"PostgreSQL at {make_url(PG_ADMIN_URL).render_as_string()} is down (run `make services`): {exc}")
+    finally:
+        admin.dispose()
+    return make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+
+
+def _drop_pg_database(name: str) -> None:
+    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    quoted = admin.dialect.identifier_preparer.quote(name)
+    with admin.connect() as conn:
+        conn.execute(sa.text(f"DROP DATABASE IF EXISTS {quoted} WITH (FORCE)"))
+    admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """URL of an empty ``marketkeeper_test`` PostgreSQL database, dropped after the session."""
+    url = _recreate_pg_database(PG_TEST_DB)
+    yield url
+    _drop_pg_database(PG_TEST_DB)
+
+
+@pytest.fixture
+def fresh_pg_url() -> Iterator[str]:
+    """URL of an empty PostgreSQL database of this test's own, for tests that migrate or drop schemas."""
+    name = f"{PG_TEST_DB}_fresh"
+    yield _recreate_pg_database(name)
+    _drop_pg_database(name)
+
+
+@pytest.fixture
+def redis_url() -> str:
+    return REDIS_TEST_URL
+
+
+@pytest.fixture
+def redis_prefix(redis_url: str) -> Iterator[str]:
+    """A key prefix of this test's own in the test Redis DB; every key under it is deleted afterwards."""
+    prefix = "mktest:"
+    client = redis.Redis.from_url(redis_url)
+    try:
+        client.ping()
+    except redis.ConnectionError as exc:
+        pytest.fail(f"Redis at {redis_url} is down (run `make services`): {exc}")
+    yield prefix
+    keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+    if keys:
+        client.delete(*keys)
+    client.close()
