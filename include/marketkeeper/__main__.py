@@ -1,0 +1,5 @@
+"""``python -m marketkeeper`` is the ``marketkeeper`` console script."""
+
+from marketkeeper.cli import app
+
+app()

@@ -1,0 +1,101 @@
+"""The ``marketkeeper`` command line, run as a user runs it, against the real servers."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import INFLUXDB_TEST_DB, INFLUXDB_TEST_URL
+
+pytestmark = pytest.mark.integration
+
+STORE_VARS = ("DATABASE_URL", "REDIS_URL", "INFLUXDB_URL", "INFLUXDB_TOKEN", "INFLUXDB_BUCKET")
+
+
+def run_cli(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if k not in STORE_VARS}
+    return subprocess.run(
+        [sys.executable, "-m", "marketkeeper", *args],
+        env={**base, **env},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_help_on_every_command(tmp_path: Path) -> None:
+    for args in (["--help"], ["db", "--help"], ["db", "upgrade", "--help"], ["health", "--help"]):
+        result = run_cli(*args, env={}, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        assert "Usage" in result.stdout
+
+
+def test_db_upgrade_migrates_the_configured_postgresql(fresh_pg_url: str, tmp_path: Path) -> None:
+    env = {"DATABASE_URL": fresh_pg_url}
+    first = run_cli("db", "upgrade", env=env, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert "empty ->" in first.stdout
+    again = run_cli("db", "upgrade", env=env, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert "already at" in again.stdout
+    assert "postgres:" not in first.stdout + again.stdout  # the password is never printed
+    current = run_cli("db", "current", env=env, cwd=tmp_path)
+    assert current.stdout.strip() and "empty" not in current.stdout
+
+
+def test_db_upgrade_with_nothing_configured_creates_the_embedded_ledger(tmp_path: Path) -> None:
+    result = run_cli("db", "upgrade", env={"MARKETKEEPER_HOME": str(tmp_path / "home")}, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "home" / "ledger.sqlite").exists()
+
+
+def test_health_json_with_every_store_up(pg_url: str, redis_url: str, tmp_path: Path) -> None:
+    env = {
+        "DATABASE_URL": pg_url,
+        "REDIS_URL": redis_url,
+        "INFLUXDB_URL": INFLUXDB_TEST_URL,
+        "INFLUXDB_BUCKET": INFLUXDB_TEST_DB,
+    }
+    result = run_cli("health", "--json", env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(result.stdout)
+    assert report["ok"] is True
+    by_store = {s["store"]: s for s in report["stores"]}
+    assert set(by_store) == {"ledger", "influxdb", "redis"}
+    for store in by_store.values():
+        assert store["configured"] and store["ok"]
+        assert store["latency_ms"] >= 0
+        assert store["version"]
+    assert by_store["ledger"]["version"].startswith("postgresql")
+
+
+def test_health_names_each_store_that_is_down_without_a_traceback(tmp_path: Path) -> None:
+    env = {
+        "DATABASE_URL": "postgresql://postgres:pw@127.0.0.1:1/nowhere",
+        "REDIS_URL": "redis://:hunter2@127.0.0.1:1/0",
+        "INFLUXDB_URL": "http://127.0.0.1:1",
+    }
+    result = run_cli("health", env=env, cwd=tmp_path)
+    assert result.returncode == 1
+    assert "store(s) down: ledger, influxdb, redis" in result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    assert "hunter2" not in result.stdout + result.stderr
+    for line in result.stdout.strip().splitlines():
+        assert "DOWN" in line  # one line per store, each with its cause
+
+
+def test_health_with_nothing_configured_reports_embedded_defaults(tmp_path: Path) -> None:
+    result = run_cli("health", "--json", env={"MARKETKEEPER_HOME": str(tmp_path)}, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    by_store = {s["store"]: s for s in report["stores"]}
+    assert by_store["ledger"]["ok"] and by_store["ledger"]["version"].startswith("sqlite")
+    assert not by_store["influxdb"]["configured"]
+    assert not by_store["redis"]["configured"]
