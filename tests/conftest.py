@@ -15,6 +15,9 @@ import redis
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
+from marketkeeper.errors import StoreUnavailableError
+from marketkeeper.influxdb import InfluxDBClient
+
 PG_ADMIN_URL = os.environ.get(
     "MARKETKEEPER_TEST_PG_ADMIN_URL", "postgresql+psycopg://postgres:postgres@127.0.0.1:5432/postgres"
 )
@@ -32,7 +35,9 @@ def _recreate_pg_database(name: str) -> str:
             conn.execute(sa.text(f"DROP DATABASE IF EXISTS {quoted} WITH (FORCE)"))
             conn.execute(sa.text(f"CREATE DATABASE {quoted}"))
     except sa.exc.OperationalError as exc:
-        pytest.fail(f"PostgreSQL at {make_url(PG_ADMIN_URL).render_as_string()} is down (run `make services`): {exc}")
+        pytest.fail(
+            f"PostgreSQL at {make_url(PG_ADMIN_URL).render_as_string()} is down (run `make services`): {exc}"
+        )
     finally:
         admin.dispose()
     return make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
@@ -80,4 +85,23 @@ def redis_prefix(redis_url: str) -> Iterator[str]:
     keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
     if keys:
         client.delete(*keys)
+    client.close()
+
+
+# --- InfluxDB (marketkeeper.influxdb) -------------------------------------------------------------------
+
+
+@pytest.fixture
+def influxdb_client() -> Iterator[InfluxDBClient]:
+    """A client of an empty ``marketkeeper_test`` InfluxDB database, dropped after the test."""
+    client = InfluxDBClient(INFLUXDB_TEST_URL, database=INFLUXDB_TEST_DB, max_retries=1, backoff_factor=0.1)
+    try:
+        client.ping()
+    except StoreUnavailableError as exc:
+        client.close()
+        pytest.fail(f"InfluxDB at {INFLUXDB_TEST_URL} is down (run `make services`): {exc}")
+    client.drop_database()
+    client.create_database()
+    yield client
+    client.drop_database()
     client.close()

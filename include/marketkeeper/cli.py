@@ -16,7 +16,9 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-db_app = typer.Typer(help="The ledger database (PostgreSQL, or SQLite when DATABASE_URL is unset).", no_args_is_help=True)
+db_app = typer.Typer(
+    help="The ledger database (PostgreSQL, or SQLite when DATABASE_URL is unset).", no_args_is_help=True
+)
 app.add_typer(db_app, name="db")
 
 
@@ -71,11 +73,11 @@ def db_current() -> None:
 
 @app.command()
 def health(
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of a table.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object, not a table.")] = False,
 ) -> None:
     """Check every configured store: round-trip latency and server version.
 
-    Exits 1 naming each configured store that is down; stores that are not configured are reported, not failed.
+    Exits 1 naming each configured store that is down; stores not configured are reported, not failed.
     """
     from marketkeeper.health import check_stores
 
@@ -85,7 +87,9 @@ def health(
         raise _fail(str(exc)) from exc
     down = [r.store for r in results if r.configured and not r.ok]
     if as_json:
-        typer.echo(json.dumps({"ok": not down, "down": down, "stores": [r.as_dict() for r in results]}, indent=2))
+        typer.echo(
+            json.dumps({"ok": not down, "down": down, "stores": [r.as_dict() for r in results]}, indent=2)
+        )
     else:
         for r in results:
             if not r.configured:

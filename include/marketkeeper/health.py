@@ -19,7 +19,7 @@ from marketkeeper.settings import Settings
 
 @dataclass(frozen=True)
 class StoreHealth:
-    """One store's answer. ``configured=False`` means the store is not in use (an embedded default applies)."""
+    """One store's answer; ``configured=False``: the store is not in use (an embedded default applies)."""
 
     store: str
     configured: bool
@@ -75,7 +75,9 @@ def _check_ping(store: str, target: str, ping: Callable[[], object]) -> StoreHea
         info = ping()
     except StoreUnavailableError as exc:
         return StoreHealth(store, True, False, target, error=exc.cause)
-    except MarketkeeperError as exc:  # a server that answers with an error (bad credentials, say) is down to us
+    except (
+        MarketkeeperError
+    ) as exc:  # a server that answers with an error (bad credentials, say) is down to us
         return StoreHealth(store, True, False, target, error=_one_line(exc))
     return StoreHealth(
         store,

@@ -1,4 +1,4 @@
-"""A namespaced Redis client: every key marketkeeper writes lives under one prefix, so a shared Redis stays tidy.
+"""A namespaced Redis client: every key marketkeeper writes lives under one prefix in a shared Redis.
 
 Redis holds latest prices, watermarks, locks and caches; none of it is the system of record, but a failure to
 reach Redis is still raised as :class:`~marketkeeper.errors.StoreUnavailableError` so callers decide.

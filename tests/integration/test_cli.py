@@ -45,7 +45,7 @@ def test_db_upgrade_migrates_the_configured_postgresql(fresh_pg_url: str, tmp_pa
     again = run_cli("db", "upgrade", env=env, cwd=tmp_path)
     assert again.returncode == 0, again.stderr
     assert "already at" in again.stdout
-    assert "postgres:" not in first.stdout + again.stdout  # the password is never printed
+    assert ":postgres@" not in first.stdout + again.stdout  # the password is never printed
     current = run_cli("db", "current", env=env, cwd=tmp_path)
     assert current.stdout.strip() and "empty" not in current.stdout
 

@@ -1,0 +1,164 @@
+"""The candle DataFrame shape every source produces and every store reads and writes, and the series key.
+
+Prices and volumes are float64 here for speed; the conversion to ``Decimal`` happens at the SQL boundary.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from marketkeeper.errors import MarketkeeperError
+from marketkeeper.timeframes import Timeframe
+
+__all__ = [
+    "CANDLE_COLUMNS",
+    "CLOSE",
+    "DTYPES",
+    "HIGH",
+    "LOW",
+    "OPEN",
+    "OPEN_TIME",
+    "OPTIONAL_COLUMNS",
+    "PRICE_COLUMNS",
+    "QUOTE_VOLUME",
+    "REQUIRED_COLUMNS",
+    "TRADE_COUNT",
+    "VOLUME",
+    "CandleFrameError",
+    "SeriesKey",
+    "empty_frame",
+    "normalize_frame",
+    "open_time_ns",
+]
+
+OPEN_TIME: Final = "open_time"
+OPEN: Final = "open"
+HIGH: Final = "high"
+LOW: Final = "low"
+CLOSE: Final = "close"
+VOLUME: Final = "volume"
+QUOTE_VOLUME: Final = "quote_volume"
+TRADE_COUNT: Final = "trade_count"
+
+PRICE_COLUMNS: Final = (OPEN, HIGH, LOW, CLOSE)
+REQUIRED_COLUMNS: Final = (OPEN_TIME, OPEN, HIGH, LOW, CLOSE, VOLUME)
+OPTIONAL_COLUMNS: Final = (QUOTE_VOLUME, TRADE_COUNT)
+#: Every column a candle frame may have, in the order frames carry them.
+CANDLE_COLUMNS: Final = REQUIRED_COLUMNS + OPTIONAL_COLUMNS
+OPEN_TIME_DTYPE: Final = pd.DatetimeTZDtype(unit="ns", tz="UTC")
+DTYPES: Final[dict[str, object]] = {
+    OPEN_TIME: OPEN_TIME_DTYPE,
+    OPEN: np.dtype("float64"),
+    HIGH: np.dtype("float64"),
+    LOW: np.dtype("float64"),
+    CLOSE: np.dtype("float64"),
+    VOLUME: np.dtype("float64"),
+    QUOTE_VOLUME: np.dtype("float64"),
+    TRADE_COUNT: pd.Int64Dtype(),
+}
+
+
+class CandleFrameError(MarketkeeperError, ValueError):
+    """A DataFrame that cannot be read as candles (a missing column, an unconvertible value)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesKey:
+    """One candle series: an exchange's symbol at one timeframe. ``str(key)`` is ``exchange:symbol:tf``."""
+
+    exchange: str
+    symbol: str
+    timeframe: Timeframe
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.exchange, str) or not self.exchange.strip():
+            raise ValueError(f"SeriesKey.exchange must be a non-empty string, got {self.exchange!r}")
+        if not isinstance(self.symbol, str) or not self.symbol.strip():
+            raise ValueError(f"SeriesKey.symbol must be a non-empty string, got {self.symbol!r}")
+        # Accepting the spelling keeps call sites short; the field is always a Timeframe afterwards.
+        object.__setattr__(self, "timeframe", Timeframe.parse(self.timeframe))
+
+    @classmethod
+    def of(cls, exchange: str, symbol: str, timeframe: str | Timeframe) -> SeriesKey:
+        """Build a key from a timeframe spelling or a :class:`Timeframe`."""
+        return cls(exchange, symbol, Timeframe.parse(timeframe))
+
+    def __str__(self) -> str:
+        return f"{self.exchange}:{self.symbol}:{self.timeframe}"
+
+
+def empty_frame(*, optional: bool = True) -> pd.DataFrame:
+    """A candle frame without rows, with the canonical columns and dtypes (optional columns included by default)."""
+    columns = CANDLE_COLUMNS if optional else REQUIRED_COLUMNS
+    return pd.DataFrame({name: pd.Series([], dtype=DTYPES[name]) for name in columns})  # type: ignore[call-overload]
+
+
+def normalize_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """Return ``df`` as a canonical candle frame: known columns only, canonical dtypes, sorted by open time.
+
+    ``open_time`` must be timezone-aware (any zone; it is converted to UTC) — naive or numeric times are refused
+    because their zone or unit would be a guess. Rows are kept as they are (NaNs, duplicates and all): judging
+    them is the quality gate's job, not this function's.
+
+    :raises CandleFrameError: naming the missing columns or the column that cannot be converted.
+    """
+    missing = [name for name in REQUIRED_COLUMNS if name not in df.columns]
+    if missing:
+        raise CandleFrameError(
+            f"candle frame is missing column(s) {', '.join(missing)}; it has {', '.join(map(str, df.columns))}"
+        )
+    out = pd.DataFrame(index=pd.RangeIndex(len(df)))
+    out[OPEN_TIME] = _open_times(df[OPEN_TIME])
+    for name in (OPEN, HIGH, LOW, CLOSE, VOLUME, QUOTE_VOLUME):
+        if name in df.columns:
+            out[name] = _floats(df[name], name)
+    if TRADE_COUNT in df.columns:
+        out[TRADE_COUNT] = _counts(df[TRADE_COUNT])
+    if not out[OPEN_TIME].is_monotonic_increasing:
+        out = out.sort_values(OPEN_TIME, kind="stable", na_position="last", ignore_index=True)
+    return out
+
+
+def open_time_ns(df: pd.DataFrame) -> npt.NDArray[np.int64]:
+    """The ``open_time`` column of a normalized frame as int64 nanoseconds since the epoch."""
+    values: npt.NDArray[np.int64] = df[OPEN_TIME].dt.as_unit("ns").array.asi8
+    return values
+
+
+def _open_times(column: pd.Series) -> pd.Series:
+    if isinstance(column.dtype, pd.DatetimeTZDtype):
+        return column.dt.tz_convert("UTC").dt.as_unit("ns").reset_index(drop=True)
+    if pd.api.types.is_datetime64_dtype(column.dtype):
+        raise CandleFrameError("open_time is naive (no timezone); localize it to UTC first")
+    if pd.api.types.is_numeric_dtype(column.dtype) and len(column):
+        raise CandleFrameError(
+            "open_time is numeric; convert it with pd.to_datetime(values, unit='ms' or 'us', utc=True) first"
+        )
+    try:
+        converted = pd.to_datetime(column.reset_index(drop=True))
+    except (ValueError, TypeError) as exc:
+        raise CandleFrameError(f"open_time cannot be read as datetimes: {exc}") from exc
+    if len(converted) == 0:
+        return converted.astype(OPEN_TIME_DTYPE)
+    if not isinstance(converted.dtype, pd.DatetimeTZDtype):
+        raise CandleFrameError("open_time values are naive (no timezone); localize them to UTC first")
+    return converted.dt.tz_convert("UTC").dt.as_unit("ns")
+
+
+def _floats(column: pd.Series, name: str) -> pd.Series:
+    try:
+        return pd.to_numeric(column.reset_index(drop=True), errors="raise").astype("float64")
+    except (ValueError, TypeError) as exc:
+        raise CandleFrameError(f"column {name} cannot be read as numbers: {exc}") from exc
+
+
+def _counts(column: pd.Series) -> pd.Series:
+    try:
+        return pd.to_numeric(column.reset_index(drop=True), errors="raise").astype("Int64")
+    except (ValueError, TypeError) as exc:
+        raise CandleFrameError(f"column {TRADE_COUNT} cannot be read as whole numbers: {exc}") from exc

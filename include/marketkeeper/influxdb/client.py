@@ -1,0 +1,414 @@
+"""A small InfluxDB client over the v1-compatible HTTP API (``/write``, ``/query``, ``/ping``).
+
+InfluxDB 1.x serves that API natively and 2.x/3.x serve it for compatibility, so one client covers all
+three. Writes are gzip-compressed batches of line protocol; 5xx answers and connection errors are retried
+with exponential backoff (writes too: a point is keyed by series and time, so writing it again is a no-op).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from gzip import compress as gzip_compress
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+from marketkeeper.errors import ConfigurationError, MarketkeeperError, StoreUnavailableError
+from marketkeeper.influxdb.influxql import format_time, quote_identifier
+from marketkeeper.influxdb.lineprotocol import FieldValue, format_line
+
+if TYPE_CHECKING:
+    from marketkeeper.settings import Settings
+
+log = logging.getLogger(__name__)
+
+PRECISIONS = frozenset({"ns", "u", "ms", "s", "m", "h"})
+_RETRY_STATUSES = (500, 502, 503, 504)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class InfluxDBError(MarketkeeperError):
+    """InfluxDB answered with an error.
+
+    :ivar status: the HTTP status, or ``None`` when the error is inside a 200 answer.
+    :ivar server_message: the server's own error text.
+    """
+
+    def __init__(self, message: str, *, status: int | None, server_message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.server_message = server_message
+
+
+class InfluxDBWriteError(InfluxDBError):
+    """A write was refused.
+
+    InfluxDB 1.x stores the valid lines of a refused batch and drops the rest ("partial write"); batches
+    before the refused one were stored, and the client sends none after it.
+
+    :ivar line: the first line the server names as unparsable, if it names one.
+    :ivar lines_before: how many lines were accepted in earlier batches of the same call.
+    """
+
+    def __init__(
+        self, message: str, *, status: int | None, server_message: str, line: str | None, lines_before: int
+    ) -> None:
+        super().__init__(message, status=status, server_message=server_message)
+        self.line = line
+        self.lines_before = lines_before
+
+
+class InfluxQLError(InfluxDBError):
+    """A query, or one statement of it, failed."""
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    """What a ping learned about the server."""
+
+    version: str
+    latency_ms: float
+
+
+@dataclass(frozen=True)
+class Series:
+    """One series of a query result: rows of ``values`` under ``columns``, grouped by ``tags``."""
+
+    name: str
+    tags: dict[str, str]
+    columns: list[str]
+    values: list[list[Any]]
+
+
+@dataclass(frozen=True)
+class Point:
+    """One point to write; ``time`` ``None`` lets the server stamp it."""
+
+    measurement: str
+    fields: Mapping[str, FieldValue | None]
+    tags: Mapping[str, str] = field(default_factory=dict)
+    time: datetime | None = None
+
+    def to_line(self) -> str:
+        """The point as line protocol with a nanosecond timestamp."""
+        return format_line(self.measurement, self.tags, self.fields, _datetime_to_ns(self.time))
+
+
+def _datetime_to_ns(moment: datetime | None) -> int | None:
+    if moment is None:
+        return None
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError(f"naive datetime {moment.isoformat()} has no timezone; pass an aware UTC datetime")
+    # Integer arithmetic: a float timestamp would lose the microseconds of present-day times.
+    delta = moment - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
+
+
+def _json_param(value: object) -> object:
+    if isinstance(value, datetime):
+        return format_time(value)
+    if isinstance(value, Decimal):
+        return float(value)
+    raise TypeError(f"query parameter {value!r} of type {type(value).__name__} is not JSON-encodable")
+
+
+def _server_message(response: requests.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and isinstance(body.get("error"), str):
+        return str(body["error"])
+    return response.headers.get("X-Influxdb-Error") or response.text.strip() or response.reason or ""
+
+
+def _offending_line(message: str, batch: list[str]) -> str | None:
+    # The server quotes the whole unparsable line; matching against what we sent avoids parsing its message,
+    # whose quoted line may itself contain quotes.
+    for line in batch:
+        if f"unable to parse '{line}':" in message:
+            return line
+    return None
+
+
+class InfluxDBClient:
+    """Talks to one database over InfluxDB's v1-compatible HTTP API.
+
+    Every query is sent as a POST with a form body: InfluxDB 1.x accepts POST for all statements (and
+    requires it for those that modify), and the query text stays out of URLs and access logs.
+
+    :param url: the server's base URL, e.g. ``http://127.0.0.1:8086``.
+    :param database: the database (on 2.x/3.x: the bucket mapped to it) to write to and query.
+    :param token: sent as ``Authorization: Token <token>`` (2.x/3.x, or 1.x with a shared secret proxy).
+    :param username: HTTP basic auth user (1.x with auth enabled); needs ``password``.
+    :param password: HTTP basic auth password.
+    :param org: kept for 2.x compatibility; the v1 API does not use it.
+    :param retention_policy: the retention policy to write to and query; ``None`` is the database default.
+    :param timeout: seconds to connect and, separately, to wait for an answer.
+    :param batch_size: lines per write request.
+    :param max_retries: retries of a request after a 5xx answer or a connection error.
+    :param backoff_factor: retries wait 0, then 2, 4, 8... times this many seconds (urllib3's schedule).
+    :param gzip: compress write bodies.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        database: str,
+        token: str | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        org: str | None = None,
+        retention_policy: str | None = None,
+        timeout: float = 10.0,
+        batch_size: int = 5000,
+        max_retries: int = 3,
+        backoff_factor: float = 0.5,
+        gzip: bool = True,
+    ) -> None:
+        if not url.startswith(("http://", "https://")):
+            raise ConfigurationError(f"InfluxDB URL must start with http:// or https://, got {url!r}")
+        if not database:
+            raise ConfigurationError("InfluxDB database must not be empty")
+        if token and (username or password):
+            raise ConfigurationError("give InfluxDB either a token or a username and password, not both")
+        if (username is None) != (password is None):
+            raise ConfigurationError("InfluxDB basic auth needs both a username and a password")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        self.url = url.rstrip("/")
+        self.database = database
+        self.org = org
+        self.retention_policy = retention_policy
+        self.timeout = timeout
+        self.batch_size = batch_size
+        self.gzip = gzip
+
+        retry = Retry(
+            total=max_retries,
+            connect=max_retries,
+            read=max_retries,
+            status=max_retries,
+            backoff_factor=backoff_factor,
+            status_forcelist=_RETRY_STATUSES,
+            allowed_methods=frozenset({"GET", "POST"}),
+            raise_on_status=False,
+        )
+        self._session = requests.Session()
+        adapter = HTTPAdapter(max_retries=retry)
+        self._session.mount("http://", adapter)
+        self._session.mount("https://", adapter)
+        if token:
+            self._session.headers["Authorization"] = f"Token {token}"
+        elif username is not None and password is not None:
+            self._session.auth = (username, password)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **kwargs: Any) -> InfluxDBClient:
+        """Build a client from :class:`~marketkeeper.settings.Settings` (database = ``influxdb_bucket``).
+
+        :param kwargs: further keyword arguments of the constructor (``timeout``, ``batch_size``, ...).
+        :raises ConfigurationError: ``INFLUXDB_URL`` is not set.
+        """
+        if not settings.influxdb_url:
+            raise ConfigurationError("INFLUXDB_URL is not set; candles go to the SQL store without it")
+        return cls(
+            settings.influxdb_url,
+            database=settings.influxdb_bucket,
+            token=settings.influxdb_token.get_secret_value() if settings.influxdb_token else None,
+            username=settings.influxdb_username,
+            password=settings.influxdb_password.get_secret_value() if settings.influxdb_password else None,
+            org=settings.influxdb_org,
+            **kwargs,
+        )
+
+    @property
+    def session(self) -> requests.Session:
+        """The underlying session, for hooks (tests check the compressed requests through it)."""
+        return self._session
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        try:
+            return self._session.request(method, self.url + path, timeout=self.timeout, **kwargs)
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            raise StoreUnavailableError("InfluxDB", f"{self.url}: {exc}") from exc
+
+    def ping(self) -> ServerInfo:
+        """Ask the server whether it is up and which version it runs.
+
+        :raises StoreUnavailableError: the server could not be reached.
+        :raises InfluxDBError: the server answered with an error.
+        """
+        started = time.perf_counter()
+        response = self._request("GET", "/ping")
+        latency_ms = (time.perf_counter() - started) * 1000
+        if not response.ok:
+            message = _server_message(response)
+            raise InfluxDBError(
+                f"InfluxDB ping at {self.url} failed with HTTP {response.status_code}: {message}",
+                status=response.status_code,
+                server_message=message,
+            )
+        version = response.headers.get("X-Influxdb-Version", "unknown")
+        return ServerInfo(version=version, latency_ms=latency_ms)
+
+    def _write_params(self, precision: str) -> dict[str, str]:
+        params = {"db": self.database, "precision": precision}
+        if self.retention_policy:
+            params["rp"] = self.retention_policy
+        return params
+
+    def _post_batch(self, batch: list[str], params: Mapping[str, str], lines_before: int) -> None:
+        body = "\n".join(batch).encode()
+        headers = {"Content-Type": "text/plain; charset=utf-8"}
+        if self.gzip:
+            # Level 1: line protocol still shrinks several-fold, and compressing stays cheaper than sending.
+            body = gzip_compress(body, compresslevel=1)
+            headers["Content-Encoding"] = "gzip"
+        response = self._request("POST", "/write", params=params, data=body, headers=headers)
+        if response.ok:
+            return
+        message = _server_message(response)
+        line = _offending_line(message, batch) if 400 <= response.status_code < 500 else None
+        raise InfluxDBWriteError(
+            f"InfluxDB refused a write of {len(batch)} lines to {self.database!r} "
+            f"(HTTP {response.status_code}): {message}",
+            status=response.status_code,
+            server_message=message,
+            line=line,
+            lines_before=lines_before,
+        )
+
+    def write_lines(self, lines: Iterable[str], *, precision: str = "ns") -> int:
+        """Write line protocol in batches of ``batch_size`` lines and return how many lines were sent.
+
+        :param lines: lines without trailing newlines, e.g. from :func:`~marketkeeper.influxdb.format_line`.
+        :param precision: the unit of the timestamps: ``ns``, ``u``, ``ms``, ``s``, ``m`` or ``h``.
+        :raises InfluxDBWriteError: the server refused a batch (4xx) or kept failing (5xx) after retries.
+        :raises StoreUnavailableError: the server could not be reached.
+        """
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
+        params = self._write_params(precision)
+        written = 0
+        for batch in _batches(lines, self.batch_size):
+            self._post_batch(batch, params, written)
+            written += len(batch)
+            log.debug("wrote %d lines to InfluxDB database %s", len(batch), self.database)
+        return written
+
+    def write_points(self, points: Iterable[Point]) -> int:
+        """Write :class:`Point` objects (nanosecond timestamps) and return how many were sent.
+
+        :raises InfluxDBWriteError: as :meth:`write_lines`.
+        :raises StoreUnavailableError: as :meth:`write_lines`.
+        """
+        return self.write_lines((point.to_line() for point in points), precision="ns")
+
+    def query(
+        self, q: str, *, params: Mapping[str, object] | None = None, epoch: str | None = "ns"
+    ) -> list[Series]:
+        """Run InfluxQL and return the series of every statement, in order.
+
+        :param q: one or more statements; values belong in ``$name`` placeholders bound by ``params``,
+            identifiers quoted with :func:`~marketkeeper.influxdb.quote_identifier`.
+        :param params: values of the ``$name`` placeholders: JSON types, aware datetimes (sent as RFC3339)
+            and ``Decimal`` (sent as a float).
+        :param epoch: the unit of returned timestamps (``ns``, ``u``, ``ms``, ``s``, ``m``, ``h``), or
+            ``None`` for RFC3339 strings.
+        :raises InfluxQLError: the query or any of its statements failed.
+        :raises InfluxDBError: the server failed (5xx after retries) or did not answer with InfluxDB's JSON.
+        :raises StoreUnavailableError: the server could not be reached.
+        """
+        data: dict[str, str] = {"q": q, "db": self.database}
+        if self.retention_policy:
+            data["rp"] = self.retention_policy
+        if epoch is not None:
+            if epoch not in PRECISIONS:
+                raise ValueError(f"epoch must be one of {sorted(PRECISIONS)} or None, got {epoch!r}")
+            data["epoch"] = epoch
+        if params:
+            data["params"] = json.dumps(dict(params), default=_json_param)
+        response = self._request("POST", "/query", data=data)
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if not response.ok or not isinstance(body, dict) or "error" in body:
+            message = _server_message(response)
+            # A 4xx is the query's fault; a 5xx or a body that is not InfluxDB's JSON is the server's.
+            error = InfluxQLError if 400 <= response.status_code < 500 else InfluxDBError
+            raise error(
+                f"InfluxQL failed (HTTP {response.status_code}): {message}",
+                status=response.status_code,
+                server_message=message,
+            )
+        series: list[Series] = []
+        for result in body.get("results", []):
+            if "error" in result:
+                message = str(result["error"])
+                raise InfluxQLError(
+                    f"InfluxQL statement {result.get('statement_id')} failed: {message}",
+                    status=None,
+                    server_message=message,
+                )
+            for raw in result.get("series", []):
+                series.append(
+                    Series(
+                        name=raw.get("name", ""),
+                        tags=dict(raw.get("tags") or {}),
+                        columns=list(raw.get("columns", [])),
+                        values=[list(row) for row in raw.get("values", [])],
+                    )
+                )
+        return series
+
+    def create_database(self) -> None:
+        """Create this client's database; a no-op when it exists.
+
+        :raises InfluxQLError: the server refused (e.g. no admin rights).
+        """
+        self.query(f"CREATE DATABASE {quote_identifier(self.database)}", epoch=None)
+
+    def drop_database(self) -> None:
+        """Drop this client's database and everything in it; a no-op when it does not exist.
+
+        :raises InfluxQLError: the server refused.
+        """
+        self.query(f"DROP DATABASE {quote_identifier(self.database)}", epoch=None)
+
+    def close(self) -> None:
+        self._session.close()
+
+    def __enter__(self) -> InfluxDBClient:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        # Never the token or password.
+        return f"InfluxDBClient(url={self.url!r}, database={self.database!r})"
+
+
+def _batches(lines: Iterable[str], size: int) -> Iterator[list[str]]:
+    batch: list[str] = []
+    for line in lines:
+        batch.append(line)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch

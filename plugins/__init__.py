@@ -1,0 +1,1 @@
+"""Airflow plugins of marketkeeper; the ops monitoring page arrives with its issue."""
