@@ -93,17 +93,17 @@ class SeriesKey:
 
 
 def empty_frame(*, optional: bool = True) -> pd.DataFrame:
-    """A candle frame without rows, with the canonical columns and dtypes (optional columns included by default)."""
+    """A candle frame without rows, with the canonical columns and dtypes (optional ones by default)."""
     columns = CANDLE_COLUMNS if optional else REQUIRED_COLUMNS
-    return pd.DataFrame({name: pd.Series([], dtype=DTYPES[name]) for name in columns})  # type: ignore[call-overload]
+    return pd.DataFrame({name: pd.Series([], dtype=DTYPES[name]) for name in columns})
 
 
 def normalize_frame(df: pd.DataFrame) -> pd.DataFrame:
     """Return ``df`` as a canonical candle frame: known columns only, canonical dtypes, sorted by open time.
 
-    ``open_time`` must be timezone-aware (any zone; it is converted to UTC) — naive or numeric times are refused
-    because their zone or unit would be a guess. Rows are kept as they are (NaNs, duplicates and all): judging
-    them is the quality gate's job, not this function's.
+    ``open_time`` must be timezone-aware (any zone; it is converted to UTC): naive or numeric times are
+    refused because their zone or unit would be a guess. Rows are kept as they are (NaNs, duplicates and
+    all): judging them is the quality gate's job, not this function's.
 
     :raises CandleFrameError: naming the missing columns or the column that cannot be converted.
     """
@@ -139,15 +139,16 @@ def _open_times(column: pd.Series) -> pd.Series:
         raise CandleFrameError(
             "open_time is numeric; convert it with pd.to_datetime(values, unit='ms' or 'us', utc=True) first"
         )
+    values = column.reset_index(drop=True)
     try:
-        converted = pd.to_datetime(column.reset_index(drop=True))
+        # Element by element (a slow path only object columns take): a naive value anywhere is refused.
+        naive = any(pd.Timestamp(v).tzinfo is None for v in values if v is not None and not pd.isna(v))
+        converted = pd.to_datetime(values, utc=True).dt.as_unit("ns")
     except (ValueError, TypeError) as exc:
         raise CandleFrameError(f"open_time cannot be read as datetimes: {exc}") from exc
-    if len(converted) == 0:
-        return converted.astype(OPEN_TIME_DTYPE)
-    if not isinstance(converted.dtype, pd.DatetimeTZDtype):
+    if naive:
         raise CandleFrameError("open_time values are naive (no timezone); localize them to UTC first")
-    return converted.dt.tz_convert("UTC").dt.as_unit("ns")
+    return converted
 
 
 def _floats(column: pd.Series, name: str) -> pd.Series:

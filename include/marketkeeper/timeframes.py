@@ -1,8 +1,8 @@
 """Candle timeframes (ccxt's spellings ``1m`` .. ``1M``): parsing, bucket alignment and counting, in UTC.
 
-A candle's timestamp is its bucket's open time. Fixed timeframes align to the Unix epoch, ``1w`` to Monday
-00:00 UTC and ``1M`` to the first of the month 00:00 UTC. The ``*_ns`` functions do the same on int64 arrays of
-nanoseconds since the epoch, for DataFrame work.
+A candle's timestamp is its bucket's open time. Fixed timeframes align to the Unix epoch, ``1w`` to
+Monday 00:00 UTC and ``1M`` to the first of the month 00:00 UTC. The ``*_ns`` methods do the same on int64
+arrays of nanoseconds since the epoch, for DataFrame work.
 """
 
 from __future__ import annotations
@@ -69,9 +69,7 @@ def ensure_utc(dt: datetime, name: str = "datetime") -> datetime:
         return dt
     utc = dt.astimezone(UTC)
     # pandas Timestamps are normalized to plain datetimes so results compare and hash alike.
-    return datetime(
-        utc.year, utc.month, utc.day, utc.hour, utc.minute, utc.second, utc.microsecond, tzinfo=UTC
-    )
+    return datetime(utc.year, utc.month, utc.day, utc.hour, utc.minute, utc.second, utc.microsecond, tzinfo=UTC)
 
 
 def check_range(start: datetime, end: datetime) -> tuple[datetime, datetime]:

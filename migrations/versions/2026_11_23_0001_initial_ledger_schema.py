@@ -156,7 +156,7 @@ def upgrade() -> None:
         sa.Column("base_timeframe", sa.String(length=8), nullable=False),
         sa.Column("active", sa.Boolean(), nullable=False),
         sa.Column("first_date", sa.Date(), nullable=True),
-        sa.Column("source", sa.String(length=32), nullable=False),
+        sa.Column("source", sa.String(length=500), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_markets")),
@@ -406,7 +406,7 @@ def upgrade() -> None:
         sa.Column("exchange", sa.String(length=32), nullable=False),
         sa.Column("symbol", sa.String(length=32), nullable=False),
         sa.Column("timeframe", sa.String(length=8), nullable=False),
-        sa.Column("open_time", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("open_time", sa.DateTime(timezone=True), nullable=True),
         sa.Column(
             "raw_row",
             sa.JSON(none_as_null=True).with_variant(
@@ -416,7 +416,7 @@ def upgrade() -> None:
         ),
         sa.Column("failed_expectation", sa.String(length=200), nullable=False),
         sa.Column("reason", sa.Text(), nullable=True),
-        sa.Column("source", sa.String(length=32), nullable=True),
+        sa.Column("source", sa.String(length=500), nullable=True),
         sa.Column("data_quality_run_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
         sa.Column("quarantined_at", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(

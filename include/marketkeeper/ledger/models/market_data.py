@@ -28,7 +28,7 @@ class Market(Base):
     #: First UTC day to keep; ``None`` means from the earliest candle the source has.
     first_date: Mapped[date | None]
     #: Where candles come from (a ccxt exchange by default, or e.g. a CSV import).
-    source: Mapped[str] = mapped_column(sa.String(32), default="ccxt")
+    source: Mapped[str] = mapped_column(sa.String(500), default="ccxt")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -130,11 +130,12 @@ class QuarantinedCandle(Base):
     exchange: Mapped[str] = mapped_column(sa.String(32))
     symbol: Mapped[str] = mapped_column(sa.String(32))
     timeframe: Mapped[str] = mapped_column(sa.String(8))
-    open_time: Mapped[datetime]
+    #: ``None`` for a source row whose open time could not be read at all.
+    open_time: Mapped[datetime | None]
     raw_row: Mapped[dict[str, Any]]
     failed_expectation: Mapped[str] = mapped_column(sa.String(200))
     reason: Mapped[str | None] = mapped_column(sa.Text())
-    source: Mapped[str | None] = mapped_column(sa.String(32))
+    source: Mapped[str | None] = mapped_column(sa.String(500))
     data_quality_run_id: Mapped[int | None] = mapped_column(
         BigIntKey, sa.ForeignKey("data_quality_runs.id", ondelete="SET NULL"), index=True
     )

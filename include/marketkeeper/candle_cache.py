@@ -1,0 +1,133 @@
+"""Latest closed candle, write notifications and ingestion watermarks in Redis.
+
+Redis is a cache here, never the system of record: callers store candles first, then call
+:meth:`CandleCache.publish_written`, and treat its failure as a cache failure, not a lost write.
+
+Keys (under the client's prefix; ``{series}`` is ``exchange:symbol:timeframe``):
+
+- ``candle:latest:{series}``: a hash of the newest closed candle (``open_time`` ISO, ``open_time_ms``, prices,
+  volume). A backfill of older candles never replaces a newer one.
+- ``candle:watermark:{series}``: epoch milliseconds up to which (exclusive) the series has been ingested; it
+  only moves forward.
+- channel ``candles:{series}``: one JSON message per successful write (series, range, rows, latest candle).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import pandas as pd
+
+from marketkeeper.candles import OPEN_TIME, REQUIRED_COLUMNS, SeriesKey
+from marketkeeper.redis_client import RedisClient
+from marketkeeper.timeframes import ensure_utc, to_ms
+
+# Set-if-newer in one round trip, so a concurrent backfill of old candles cannot overwrite a newer latest
+# candle, and the watermark only moves forward.
+_PUBLISH_SCRIPT = """
+local newer = 0
+local t = tonumber(ARGV[1])
+local current = tonumber(redis.call('HGET', KEYS[1], 'open_time_ms') or '-1')
+if t > current then
+  redis.call('HSET', KEYS[1], unpack(ARGV, 4))
+  newer = 1
+end
+local wm = tonumber(ARGV[2])
+if wm > tonumber(redis.call('GET', KEYS[2]) or '-1') then
+  redis.call('SET', KEYS[2], ARGV[2])
+end
+redis.call('PUBLISH', KEYS[3], ARGV[3])
+return newer
+"""
+
+
+@dataclass(frozen=True)
+class LatestCandle:
+    """The newest closed candle of a series as Redis holds it."""
+
+    open_time: datetime
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _series(key: SeriesKey) -> str:
+    return f"{key.exchange}:{key.symbol}:{key.timeframe}"
+
+
+class CandleCache:
+    """Publishes written candles to Redis.
+
+    :param client: the namespaced Redis client (its prefix keeps these keys apart from other users of Redis).
+    """
+
+    def __init__(self, client: RedisClient) -> None:
+        self.client = client
+        self._script = client.raw.register_script(_PUBLISH_SCRIPT)
+
+    def latest_key(self, key: SeriesKey) -> str:
+        return self.client.key("candle", "latest", _series(key))
+
+    def watermark_key(self, key: SeriesKey) -> str:
+        return self.client.key("candle", "watermark", _series(key))
+
+    def channel(self, key: SeriesKey) -> str:
+        return self.client.key("candles", _series(key))
+
+    def publish_written(self, key: SeriesKey, frame: pd.DataFrame, *, start: datetime, end: datetime) -> bool:
+        """Record that ``frame`` (closed candles of ``key`` in ``[start, end)``) was stored.
+
+        Updates the latest-candle hash if the frame's last candle is newer, moves the watermark to ``end``,
+        and publishes a message on the series channel. Returns whether the latest candle changed.
+
+        :raises redis.RedisError: Redis failed; the candles are stored regardless.
+        """
+        if frame.empty:
+            return False
+        last = frame.loc[frame[OPEN_TIME].idxmax()]
+        open_time = last[OPEN_TIME].to_pydatetime()
+        fields = {name: repr(float(last[name])) for name in REQUIRED_COLUMNS if name != OPEN_TIME}
+        fields |= {"open_time": open_time.isoformat(), "open_time_ms": str(to_ms(open_time))}
+        message = json.dumps(
+            {
+                "series": {"exchange": key.exchange, "symbol": key.symbol, "timeframe": str(key.timeframe)},
+                "start": ensure_utc(start, "start").isoformat(),
+                "end": ensure_utc(end, "end").isoformat(),
+                "rows": len(frame),
+                "latest": fields,
+            }
+        )
+        pairs = [item for pair in fields.items() for item in pair]
+        newer = self._script(
+            keys=[self.latest_key(key), self.watermark_key(key), self.channel(key)],
+            args=[fields["open_time_ms"], str(to_ms(end)), message, *pairs],
+        )
+        return bool(newer)
+
+    def latest(self, key: SeriesKey) -> LatestCandle | None:
+        """The newest closed candle Redis holds for ``key``, or None if none was published."""
+        raw = self.client.raw.hgetall(self.latest_key(key))
+        if not raw:
+            return None
+        values = {_text(k): _text(v) for k, v in raw.items()}
+        return LatestCandle(
+            open_time=datetime.fromtimestamp(int(values["open_time_ms"]) / 1000, tz=UTC),
+            open=float(values["open"]),
+            high=float(values["high"]),
+            low=float(values["low"]),
+            close=float(values["close"]),
+            volume=float(values["volume"]),
+        )
+
+    def watermark(self, key: SeriesKey) -> datetime | None:
+        """Up to when (exclusive) ``key`` has been ingested, or None if never."""
+        raw = self.client.raw.get(self.watermark_key(key))
+        return None if raw is None else datetime.fromtimestamp(int(raw) / 1000, tz=UTC)
