@@ -21,7 +21,8 @@ from marketkeeper.influxdb import InfluxDBClient
 PG_ADMIN_URL = os.environ.get(
     "MARKETKEEPER_TEST_PG_ADMIN_URL", "postgresql+psycopg://postgres:postgres@127.0.0.1:5432/postgres"
 )
-PG_TEST_DB = os.environ.get("MARKETKEEPER_TEST_PG_DB", "marketkeeper_test")
+# One database per pytest process, so two runs on one machine never drop each other's database.
+PG_TEST_DB = os.environ.get("MARKETKEEPER_TEST_PG_DB", f"marketkeeper_test_{os.getpid()}")
 REDIS_TEST_URL = os.environ.get("MARKETKEEPER_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 INFLUXDB_TEST_URL = os.environ.get("MARKETKEEPER_TEST_INFLUXDB_URL", "http://127.0.0.1:8086")
 INFLUXDB_TEST_DB = os.environ.get("MARKETKEEPER_TEST_INFLUXDB_DB", "marketkeeper_test")

@@ -1,0 +1,1 @@
+"""The only Airflow-aware code of marketkeeper: hooks, provider registration, store resolution for tasks."""

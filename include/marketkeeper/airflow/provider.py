@@ -1,0 +1,129 @@
+"""Provider metadata Airflow discovers through the ``apache_airflow_provider`` entry point in pyproject.toml.
+
+Airflow calls :func:`get_provider_info` whenever it starts, so this module imports nothing beyond the standard
+library: an error here would break every ``airflow`` command. The connection form is declared here
+(``conn-fields``/``ui-field-behaviour``, the Airflow 3.2+ way) rather than in the hooks' deprecated
+``get_connection_form_widgets``.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+PACKAGE_NAME = "marketkeeper"
+
+_INFLUXDB_FIELDS: dict[str, Any] = {
+    "token": {
+        "label": "Token",
+        "description": "Token auth (InfluxDB 1.8+ / 2.x v1 API). Leave empty to use username and password.",
+        "schema": {"type": ["string", "null"], "format": "password"},
+    },
+    "database": {
+        "label": "Database",
+        "description": "Database (1.x) or bucket (2.x v1 mapping) the candles live in.",
+        "schema": {"type": ["string", "null"], "default": "marketkeeper"},
+    },
+    "org": {
+        "label": "Organization",
+        "description": "InfluxDB 2.x organization; unused by 1.x.",
+        "schema": {"type": ["string", "null"]},
+    },
+    "retention_policy": {
+        "label": "Retention policy",
+        "description": "Empty: the database's default retention policy.",
+        "schema": {"type": ["string", "null"]},
+    },
+    "timeout": {
+        "label": "Timeout (seconds)",
+        "schema": {"type": ["number", "null"], "default": 10, "minimum": 0},
+    },
+}
+
+_REDIS_FIELDS: dict[str, Any] = {
+    "db": {"label": "DB", "schema": {"type": ["integer", "null"], "default": 0, "minimum": 0}},
+    "prefix": {
+        "label": "Key prefix",
+        "description": "Every key marketkeeper writes starts with this.",
+        "schema": {"type": ["string", "null"], "default": "marketkeeper:"},
+    },
+    "ssl": {"label": "Use TLS (rediss://)", "schema": {"type": ["boolean", "null"], "default": False}},
+    "socket_timeout": {
+        "label": "Socket timeout (seconds)",
+        "schema": {"type": ["number", "null"], "default": 5, "minimum": 0},
+    },
+}
+
+
+def _version() -> str:
+    try:
+        return version(PACKAGE_NAME)
+    except PackageNotFoundError:  # a source checkout that was never installed
+        return "0.0.0"
+
+
+def get_provider_info() -> dict[str, Any]:
+    """Describe marketkeeper's hooks and connection types to Airflow's ProvidersManager.
+
+    The dict follows ``airflow/provider_info.schema.json`` (Airflow 3.3); ``package-name`` must equal the
+    distribution name or Airflow refuses the provider.
+    """
+    return {
+        "package-name": PACKAGE_NAME,
+        "name": "marketkeeper",
+        "description": "Hooks for marketkeeper's stores: InfluxDB (v1 HTTP API) candles and Redis caches.",
+        "versions": [_version()],
+        "integrations": [
+            {"integration-name": "marketkeeper InfluxDB", "external-doc-url": "https://docs.influxdata.com/"},
+            {"integration-name": "marketkeeper Redis", "external-doc-url": "https://redis.io/"},
+        ],
+        "hooks": [
+            {
+                "integration-name": "marketkeeper InfluxDB",
+                "python-modules": ["marketkeeper.airflow.hooks"],
+            },
+            {
+                "integration-name": "marketkeeper Redis",
+                "python-modules": ["marketkeeper.airflow.hooks"],
+            },
+        ],
+        "connection-types": [
+            {
+                "connection-type": "marketkeeper_influxdb",
+                "hook-class-name": "marketkeeper.airflow.hooks.InfluxDBHook",
+                "hook-name": "InfluxDB (v1 API, marketkeeper)",
+                "ui-field-behaviour": {
+                    "hidden-fields": [],
+                    "relabeling": {
+                        "schema": "Protocol",
+                        "login": "Username (v1 auth)",
+                        "password": "Password (v1 auth)",
+                    },
+                    "placeholders": {
+                        "host": "127.0.0.1",
+                        "port": "8086",
+                        "schema": "http or https",
+                        "database": "marketkeeper",
+                        "timeout": "10",
+                    },
+                },
+                "conn-fields": _INFLUXDB_FIELDS,
+            },
+            {
+                "connection-type": "marketkeeper_redis",
+                "hook-class-name": "marketkeeper.airflow.hooks.RedisHook",
+                "hook-name": "Redis (marketkeeper)",
+                "ui-field-behaviour": {
+                    "hidden-fields": ["schema"],
+                    "relabeling": {"login": "Username (Redis ACL, optional)"},
+                    "placeholders": {
+                        "host": "127.0.0.1",
+                        "port": "6379",
+                        "db": "0",
+                        "prefix": "marketkeeper:",
+                    },
+                },
+                "conn-fields": _REDIS_FIELDS,
+            },
+        ],
+    }

@@ -1,0 +1,333 @@
+"""The hooks turn Airflow Connections (from ``AIRFLOW_CONN_*`` variables) into the right client arguments.
+
+No server is contacted: clients are built, never pinged.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from marketkeeper.errors import ConfigurationError
+
+# Airflow writes under AIRFLOW_HOME as soon as it is imported: use a throwaway directory, never ~/airflow.
+os.environ.setdefault("MARKETKEEPER_TEST_AIRFLOW_HOME", tempfile.mkdtemp(prefix="marketkeeper-airflow-"))
+os.environ["AIRFLOW_HOME"] = os.environ["MARKETKEEPER_TEST_AIRFLOW_HOME"]
+
+from marketkeeper.airflow import stores
+from marketkeeper.airflow.hooks import InfluxDBHook, RedisHook
+from marketkeeper.influxdb import InfluxDBClient
+from marketkeeper.redis_client import RedisClient
+
+pytestmark = pytest.mark.airflow
+
+NASTY_PASSWORD = "p@ss:w/rd%#?&x y"  # every character that means something inside a URL
+
+
+def set_conn(monkeypatch: pytest.MonkeyPatch, conn_id: str, **fields: Any) -> None:
+    monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(fields))
+
+
+@pytest.fixture(autouse=True)
+def no_store_connections(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test starts with none of marketkeeper's connections defined, whatever the caller's environment."""
+    for conn_id in (stores.LEDGER_CONN_ID, stores.INFLUXDB_CONN_ID, stores.REDIS_CONN_ID, "mk_test"):
+        monkeypatch.delenv(f"AIRFLOW_CONN_{conn_id.upper()}", raising=False)
+
+
+# --- InfluxDB -------------------------------------------------------------------------------------------
+
+
+def test_influxdb_password_auth(monkeypatch: pytest.MonkeyPatch) -> None:
+    set_conn(
+        monkeypatch,
+        "mk_test",
+        conn_type="marketkeeper_influxdb",
+        host="influx.example",
+        port=8087,
+        schema="https",
+        login="writer",
+        password=NASTY_PASSWORD,
+        extra={"database": "candles", "retention_policy": "one_year", "timeout": "2.5"},
+    )
+    kwargs = InfluxDBHook(influxdb_conn_id="mk_test").client_kwargs()
+    assert kwargs == {
+        "url": "https://influx.example:8087",
+        "database": "candles",
+        "token": None,
+        "username": "writer",
+        "password": NASTY_PASSWORD,
+        "org": None,
+        "retention_policy": "one_year",
+        "timeout": 2.5,
+    }
+
+
+def test_influxdb_token_auth_and_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    set_conn(
+        monkeypatch,
+        stores.INFLUXDB_CONN_ID,
+        conn_type="marketkeeper_influxdb",
+        host="127.0.0.1",
+        extra={"token": "s3cret-token", "bucket": "mk_bucket", "org": "acme"},
+    )
+    kwargs = InfluxDBHook().client_kwargs()
+    assert kwargs["url"] == "http://127.0.0.1:8086"  # http and 8086 when schema and port are empty
+    assert kwargs["database"] == "mk_bucket"  # "bucket" is an alias of "database"
+    assert (kwargs["token"], kwargs["username"], kwargs["password"]) == ("s3cret-token", None, None)
+    assert kwargs["org"] == "acme"
+    assert kwargs["timeout"] == 10.0
+
+
+def test_influxdb_default_database_and_prefixed_extras(monkeypatch: pytest.MonkeyPatch) -> None:
+    set_conn(monkeypatch, "mk_test", conn_type="marketkeeper_influxdb", host="h")
+    assert InfluxDBHook("mk_test").client_kwargs()["database"] == "marketkeeper"
+
+    # Connections saved by older UIs keep extras as extra__<conn_type>__<field>.
+    set_conn(
+        monkeypatch,
+        "mk_test",
+        conn_type="marketkeeper_influxdb",
+        host="h",
+        extra={"extra__marketkeeper_influxdb__database": "legacy"},
+    )
+    assert InfluxDBHook("mk_test").client_kwargs()["database"] == "legacy"
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"host": "h", "schema": "candles"}, "protocol"),
+        ({"host": "h", "login": "u", "password": "p", "extra": {"token": "t"}}, "not both"),
+        ({"host": ""}, "host is empty"),
+        ({"host": "http://h:8086"}, "not a URL"),
+        ({"host": "h", "extra": {"timeout": "soon"}}, "timeout"),
+    ],
+)
+def test_influxdb_malformed_connection_raises(
+    monkeypatch: pytest.MonkeyPatch, fields: dict[str, Any], message: str
+) -> None:
+    set_conn(monkeypatch, "mk_test", conn_type="marketkeeper_influxdb", **fields)
+    with pytest.raises(ConfigurationError, match=message) as info:
+        InfluxDBHook("mk_test").client_kwargs()
+    assert "mk_test" in str(info.value)
+
+
+def test_influxdb_get_conn_builds_the_client_without_leaking_secrets(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
+) -> None:
+    set_conn(
+        monkeypatch,
+        "mk_test",
+        conn_type="marketkeeper_influxdb",
+        host="influx.example",
+        login="writer",
+        password=NASTY_PASSWORD,
+        extra={"database": "candles"},
+    )
+    hook = InfluxDBHook("mk_test")
+    with caplog.at_level(logging.DEBUG):
+        client = hook.get_conn()
+    try:
+        assert isinstance(client, InfluxDBClient)
+        assert (client.url, client.database) == ("http://influx.example:8086", "candles")
+        assert client.session.auth == ("writer", NASTY_PASSWORD)
+        logged = caplog.text + "".join(capfd.readouterr())
+        assert "mk_test" in logged  # the hook did log, so the next assertion is not vacuous
+        for text in (logged, repr(client), repr(hook)):
+            assert NASTY_PASSWORD not in text
+    finally:
+        client.close()
+
+
+# --- Redis ----------------------------------------------------------------------------------------------
+
+
+def test_redis_url_quotes_the_password(monkeypatch: pytest.MonkeyPatch) -> None:
+    set_conn(
+        monkeypatch,
+        "mk_test",
+        conn_type="marketkeeper_redis",
+        host="cache.example",
+        port=6380,
+        password=NASTY_PASSWORD,
+        extra={"db": "3", "prefix": "mk:"},
+    )
+    kwargs = RedisHook(redis_conn_id="mk_test").client_kwargs()
+    assert NASTY_PASSWORD not in kwargs["url"]
+    parsed = redis.connection.parse_url(kwargs["url"])
+    assert (parsed["host"], parsed["port"], parsed["db"], parsed["password"]) == (
+        "cache.example",
+        6380,
+        3,
+        NASTY_PASSWORD,
+    )
+    assert kwargs["prefix"] == "mk:"
+    assert kwargs["socket_timeout"] == 5.0
+
+
+def test_redis_defaults_acl_user_and_ssl(monkeypatch: pytest.MonkeyPatch) -> None:
+    set_conn(monkeypatch, stores.REDIS_CONN_ID, conn_type="marketkeeper_redis", host="127.0.0.1")
+    kwargs = RedisHook().client_kwargs()
+    assert kwargs["url"] == "redis://127.0.0.1:6379/0"
+    assert kwargs["prefix"] == "marketkeeper:"
+
+    set_conn(
+        monkeypatch,
+        stores.REDIS_CONN_ID,
+        conn_type="marketkeeper_redis",
+        host="cache",
+        login="app",
+        password="pw",
+        extra={"ssl": "true", "socket_timeout": 1},
+    )
+    kwargs = RedisHook().client_kwargs()
+    assert kwargs["url"] == "rediss://app:pw@cache:6379/0"
+    assert kwargs["socket_timeout"] == 1.0
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [({"db": "two"}, "integer"), ({"db": -1}, ">= 0"), ({"ssl": "maybe"}, "boolean")],
+)
+def test_redis_malformed_extras_raise(
+    monkeypatch: pytest.MonkeyPatch, extra: dict[str, Any], message: str
+) -> None:
+    set_conn(monkeypatch, "mk_test", conn_type="marketkeeper_redis", host="h", extra=extra)
+    with pytest.raises(ConfigurationError, match=message):
+        RedisHook("mk_test").client_kwargs()
+
+
+def test_redis_get_conn_builds_the_client_without_leaking_secrets(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
+) -> None:
+    set_conn(
+        monkeypatch,
+        "mk_test",
+        conn_type="marketkeeper_redis",
+        host="cache.example",
+        password=NASTY_PASSWORD,
+        extra={"db": 2, "prefix": "mk:"},
+    )
+    hook = RedisHook("mk_test")
+    with caplog.at_level(logging.DEBUG):
+        client = hook.get_conn()
+    try:
+        assert isinstance(client, RedisClient)
+        kwargs = client.raw.connection_pool.connection_kwargs
+        assert (kwargs["host"], kwargs["port"], kwargs["db"], kwargs["password"]) == (
+            "cache.example",
+            6379,
+            2,
+            NASTY_PASSWORD,
+        )
+        assert client.prefix == "mk:"
+        logged = caplog.text + "".join(capfd.readouterr())
+        assert "mk_test" in logged
+        for text in (logged, repr(client), repr(hook)):
+            assert NASTY_PASSWORD not in text
+    finally:
+        client.close()
+
+
+# --- store resolution -----------------------------------------------------------------------------------
+
+
+def test_optional_stores_without_a_connection_are_not_configured() -> None:
+    assert stores.influxdb_client() is stores.NOT_CONFIGURED
+    assert stores.redis_client() is stores.NOT_CONFIGURED
+    health = stores.check_store(stores.Store.REDIS)
+    assert (health.configured, health.store) == (False, "redis")
+
+
+def test_a_failing_connection_lookup_raises_instead_of_meaning_not_configured(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from airflow.sdk.bases.hook import BaseHook
+
+    def broken_backend(conn_id: str) -> None:
+        raise PermissionError(f"secrets backend refused {conn_id}")
+
+    monkeypatch.setattr(BaseHook, "get_connection", broken_backend)
+    with pytest.raises(PermissionError):
+        stores.redis_client()
+
+
+def test_a_connection_of_the_wrong_type_is_a_configuration_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    set_conn(monkeypatch, stores.REDIS_CONN_ID, conn_type="redis", host="h")
+    with pytest.raises(ConfigurationError, match="marketkeeper_redis"):
+        stores.redis_client()
+
+
+def test_ledger_connection_is_required() -> None:
+    with pytest.raises(ConfigurationError, match="marketkeeper_ledger"):
+        stores.ledger_url()
+
+
+def test_ledger_postgres_connection_becomes_a_psycopg3_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sqlalchemy.engine import make_url
+
+    set_conn(
+        monkeypatch,
+        stores.LEDGER_CONN_ID,
+        conn_type="postgres",
+        host="db.example",
+        port=5433,
+        login="ledger",
+        password=NASTY_PASSWORD,
+        schema="marketkeeper",
+    )
+    url = make_url(stores.ledger_url())
+    assert url.drivername == "postgresql+psycopg"
+    assert (url.host, url.port, url.username, url.password, url.database) == (
+        "db.example",
+        5433,
+        "ledger",
+        NASTY_PASSWORD,
+        "marketkeeper",
+    )
+
+
+def test_ledger_sqlite_connection_names_an_absolute_file(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    path = tmp_path / "ledger.sqlite"
+    set_conn(monkeypatch, stores.LEDGER_CONN_ID, conn_type="sqlite", host=str(path))
+    assert stores.ledger_url() == f"sqlite:///{path}"
+
+    set_conn(monkeypatch, stores.LEDGER_CONN_ID, conn_type="sqlite", host="var/ledger.sqlite")
+    with pytest.raises(ConfigurationError, match="absolute"):
+        stores.ledger_url()
+
+    set_conn(monkeypatch, stores.LEDGER_CONN_ID, conn_type="mysql", host="h")
+    with pytest.raises(ConfigurationError, match="postgres"):
+        stores.ledger_url()
+
+
+# --- provider metadata ----------------------------------------------------------------------------------
+
+
+def test_provider_info_matches_airflows_runtime_schema_and_the_hooks() -> None:
+    import airflow
+    import jsonschema
+
+    from marketkeeper.airflow.provider import get_provider_info
+
+    info = get_provider_info()
+    schema = json.loads((Path(airflow.__file__).parent / "provider_info.schema.json").read_text())
+    jsonschema.validate(info, schema)
+    # Airflow refuses a provider whose package-name differs from its distribution name.
+    assert info["package-name"] == "marketkeeper"
+    by_type = {entry["connection-type"]: entry for entry in info["connection-types"]}
+    for hook in (InfluxDBHook, RedisHook):
+        entry = by_type[hook.conn_type]
+        assert entry["hook-class-name"] == f"{hook.__module__}.{hook.__qualname__}"
+        assert entry["hook-name"] == hook.hook_name
+    assert by_type["marketkeeper_influxdb"]["conn-fields"]["token"]["schema"]["format"] == "password"
