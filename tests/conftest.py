@@ -8,7 +8,9 @@ servers (scripts/services.sh); a server that is down fails the tests that need i
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import redis
@@ -36,9 +38,7 @@ def _recreate_pg_database(name: str) -> str:
             conn.execute(sa.text(f"DROP DATABASE IF EXISTS {quoted} WITH (FORCE)"))
             conn.execute(sa.text(f"CREATE DATABASE {quoted}"))
     except sa.exc.OperationalError as exc:
-        pytest.fail(
-            f"PostgreSQL at {make_url(PG_ADMIN_URL).render_as_string()} is down (run `make services`): {exc}"
-        )
+        pytest.fail(f"PostgreSQL at {make_url(PG_ADMIN_URL).render_as_string()} is down (run `make services`): {exc}")
     finally:
         admin.dispose()
     return make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
@@ -66,6 +66,16 @@ def fresh_pg_url() -> Iterator[str]:
     name = f"{PG_TEST_DB}_fresh"
     yield _recreate_pg_database(name)
     _drop_pg_database(name)
+
+
+@pytest.fixture(scope="module")
+def airflow_home() -> Iterator[Path]:
+    """A migrated Airflow metadata DB of the test module's own (SQLite, in a temporary directory)."""
+    from tests.airflow_cli import run_airflow
+
+    with tempfile.TemporaryDirectory(prefix="marketkeeper-airflow-dagtest-") as home:
+        run_airflow(Path(home), {}, "db", "migrate")
+        yield Path(home)
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ import json
 import os
 import subprocess
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ import pytest
 import redis
 
 from marketkeeper.errors import StoreUnavailableError
+from tests.airflow_cli import run_airflow
 from tests.conftest import INFLUXDB_TEST_DB, INFLUXDB_TEST_URL
 
 # Airflow writes under AIRFLOW_HOME as soon as it is imported: use a throwaway directory, never ~/airflow.
@@ -29,20 +29,11 @@ from marketkeeper.airflow.hooks import InfluxDBHook, RedisHook
 
 pytestmark = [pytest.mark.integration, pytest.mark.airflow]
 
-ROOT = Path(__file__).resolve().parents[2]
 CONN_ENV = {
     "ledger": "AIRFLOW_CONN_MARKETKEEPER_LEDGER",
     "influxdb": "AIRFLOW_CONN_MARKETKEEPER_INFLUXDB_DEFAULT",
     "redis": "AIRFLOW_CONN_MARKETKEEPER_REDIS_DEFAULT",
 }
-STORE_ENV = (
-    "DATABASE_URL",
-    "INFLUXDB_URL",
-    "INFLUXDB_TOKEN",
-    "INFLUXDB_USERNAME",
-    "INFLUXDB_PASSWORD",
-    "REDIS_URL",
-)
 
 
 def influxdb_conn(url: str = INFLUXDB_TEST_URL) -> str:
@@ -176,34 +167,6 @@ def test_providers_manager_discovers_marketkeeper() -> None:
 
 
 # --- the stores_check DAG, end to end -------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def airflow_home() -> Iterator[Path]:
-    """A migrated Airflow metadata DB of this module's own (SQLite, in a temporary directory)."""
-    with tempfile.TemporaryDirectory(prefix="marketkeeper-airflow-dagtest-") as home:
-        run_airflow(Path(home), {}, "db", "migrate")
-        yield Path(home)
-
-
-def run_airflow(home: Path, store_env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k not in STORE_ENV and not k.startswith("AIRFLOW_CONN_")}
-    env.pop("AIRFLOW_HOME", None)
-    env.update(
-        MARKETKEEPER_AIRFLOW_HOME=str(home / "airflow"),
-        MARKETKEEPER_HOME=str(home / "marketkeeper"),
-        **store_env,
-    )
-    result = subprocess.run(
-        [str(ROOT / "scripts" / "airflow.sh"), *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert result.returncode == 0, (result.stdout + result.stderr)[-5000:]
-    return result
 
 
 def summary_lines(result: subprocess.CompletedProcess[str]) -> dict[str, str]:

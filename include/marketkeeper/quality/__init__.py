@@ -1,0 +1,32 @@
+"""The candle quality gate: every batch passes a Great Expectations checkpoint before it is stored.
+
+:func:`check_candles` judges a batch, :func:`record_gate` writes the evidence to the ledger and
+:func:`enforce_threshold` fails the task when too much of the batch is bad, in that order.
+Great Expectations itself is imported on the first :func:`check_candles` call, not on import.
+"""
+
+from __future__ import annotations
+
+from marketkeeper.quality.gate import (
+    PARSEABLE_ROW,
+    ExpectationOutcome,
+    GateEvaluationError,
+    GateResult,
+    QualityGateError,
+    check_candles,
+    enforce_threshold,
+)
+from marketkeeper.quality.store import QualityStoreError, raw_row, record_gate
+
+__all__ = [
+    "PARSEABLE_ROW",
+    "ExpectationOutcome",
+    "GateEvaluationError",
+    "GateResult",
+    "QualityGateError",
+    "QualityStoreError",
+    "check_candles",
+    "enforce_threshold",
+    "raw_row",
+    "record_gate",
+]
