@@ -1,0 +1,366 @@
+"""The InfluxDB candle store: measurement ``candles``, tags exchange/symbol/timeframe, one point per candle.
+
+Writes format line protocol a chunk at a time with one ``str.format`` template per chunk (the tags are the
+same on every line, so they are escaped once by :mod:`marketkeeper.influxdb.lineprotocol`) and post the
+chunk from a small thread pool while the next one is formatted. Reads use bound parameters.
+
+InfluxDB merges the fields of a point written twice, so a rewrite that leaves out ``quote_volume`` or
+``trade_count`` keeps the stored value: that is the contract of every candle store (see
+:mod:`marketkeeper.stores.base`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from marketkeeper.candles import QUOTE_VOLUME, TRADE_COUNT, SeriesKey
+from marketkeeper.errors import StoreUnavailableError
+from marketkeeper.influxdb import (
+    InfluxDBClient,
+    InfluxDBError,
+    Series,
+    escape_field_key,
+    escape_measurement,
+    escape_tag,
+    quote_identifier,
+    quote_string,
+)
+from marketkeeper.stores.base import (
+    VALUE_COLUMNS,
+    CandleStore,
+    CandleStoreError,
+    CandleStoreUnavailableError,
+    PreparedCandles,
+    frame_from_columns,
+    prepare_candles,
+)
+from marketkeeper.timeframes import TimeframeError
+
+__all__ = ["InfluxDBCandleStore", "format_candle_lines"]
+
+log = logging.getLogger(__name__)
+
+_TAG_KEYS: Final = ("exchange", "symbol", "timeframe")
+_FIELDS: Final = (*VALUE_COLUMNS, QUOTE_VOLUME, TRADE_COUNT)
+#: Rows formatted per chunk: big enough that per-chunk overhead vanishes, small enough to overlap.
+CHUNK_ROWS: Final = 50_000
+#: Chunks in flight at once: one being posted while the next is formatted (and one spare).
+_WRITERS: Final = 2
+_PAGE: Final = 50_000
+# InfluxDB's time range: the parser keeps the two extreme int64 values for itself.
+_MIN_NS: Final = -(2**63) + 2
+_MAX_NS: Final = 2**63 - 2
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def format_candle_lines(
+    prepared: PreparedCandles, *, measurement: str = "candles", start: int = 0, stop: int | None = None
+) -> list[str]:
+    """Line protocol for rows ``[start, stop)`` of ``prepared``, byte-identical to
+    :func:`~marketkeeper.influxdb.format_line` per candle (tags exchange/symbol/timeframe; fields open, high,
+    low, close, volume, then quote_volume and trade_count where present; nanosecond times).
+
+    :raises ValueError: a name line protocol cannot carry (see :mod:`marketkeeper.influxdb.lineprotocol`).
+    """
+    key = prepared.key
+    head = escape_measurement(measurement) + "".join(
+        f",{escape_tag(tag)}={escape_tag(value)}"
+        for tag, value in sorted(zip(_TAG_KEYS, (key.exchange, key.symbol, str(key.timeframe)), strict=True))
+    )
+    stop = len(prepared) if stop is None else min(stop, len(prepared))
+    rows = slice(start, stop)
+    # tolist() yields Python floats and ints, so "{!r}" is float.__repr__ (the shortest round-trip text)
+    # and "{}" is str(int): exactly what format_line writes.
+    columns: list[list[Any]] = [prepared.values[name][rows].tolist() for name in VALUE_COLUMNS]
+    base = head + " " + ",".join(f"{escape_field_key(name)}={{!r}}" for name in VALUE_COLUMNS)
+    times = prepared.times_ns[rows].tolist()
+    qv_present = prepared.quote_volume_present
+    tc_present = prepared.trade_count_present
+    has_qv = None if qv_present is None else qv_present[rows]
+    has_tc = None if tc_present is None else tc_present[rows]
+
+    def template(qv: bool, tc: bool) -> str:
+        text = base
+        if qv:
+            text += f",{escape_field_key(QUOTE_VOLUME)}={{!r}}"
+        if tc:
+            text += f",{escape_field_key(TRADE_COUNT)}={{}}i"
+        return text + " {}"
+
+    extra: list[list[Any]] = []
+    if prepared.quote_volume is not None:
+        extra.append(prepared.quote_volume[rows].tolist())
+    if prepared.trade_count is not None:
+        extra.append(prepared.trade_count[rows].tolist())
+    all_qv = has_qv is not None and bool(has_qv.all())
+    all_tc = has_tc is not None and bool(has_tc.all())
+    none_qv = has_qv is None or not has_qv.any()
+    none_tc = has_tc is None or not has_tc.any()
+    if (all_qv or none_qv) and (all_tc or none_tc):
+        # The common case: every row has the same fields, one template for the chunk.
+        used = []
+        if all_qv:
+            used.append(extra[0])
+        if all_tc:
+            used.append(extra[-1])
+        return list(map(template(all_qv, all_tc).format, *columns, *used, times))
+
+    # Rows differ in which optional fields they carry: format each pattern, put rows back in order.
+    n = stop - start
+    qv_mask = np.zeros(n, dtype=np.bool_) if has_qv is None else has_qv
+    tc_mask = np.zeros(n, dtype=np.bool_) if has_tc is None else has_tc
+    qv_values = extra[0] if prepared.quote_volume is not None else None
+    tc_values = extra[-1] if prepared.trade_count is not None else None
+    out = np.empty(n, dtype=object)
+    for qv in (False, True):
+        for tc in (False, True):
+            index = np.flatnonzero((qv_mask == qv) & (tc_mask == tc))
+            if len(index) == 0:
+                continue
+            picked = [[column[i] for i in index] for column in columns]
+            if qv:
+                assert qv_values is not None
+                picked.append([qv_values[i] for i in index])
+            if tc:
+                assert tc_values is not None
+                picked.append([tc_values[i] for i in index])
+            picked.append([times[i] for i in index])
+            out[index] = list(map(template(qv, tc).format, *picked))
+    lines: list[str] = out.tolist()
+    return lines
+
+
+class InfluxDBCandleStore(CandleStore):
+    """Candles in an InfluxDB database through the v1-API :class:`~marketkeeper.influxdb.InfluxDBClient`.
+
+    :param client: the client of the database to use (its ``batch_size`` is the lines per request).
+    :param measurement: the measurement holding the candles.
+    :param owns_client: close the client in :meth:`close` (the factory sets it; a caller's client is left
+        open).
+    """
+
+    backend = "influxdb"
+
+    def __init__(self, client: InfluxDBClient, *, measurement: str = "candles", owns_client: bool = False):
+        escape_measurement(measurement)  # refuse an unwritable name now rather than on the first write
+        self._client = client
+        self._measurement = measurement
+        self._from = quote_identifier(measurement)
+        self._owns_client = owns_client
+        self._series_filter = " AND ".join(f"{quote_identifier(tag)} = ${tag}" for tag in _TAG_KEYS)
+
+    @property
+    def client(self) -> InfluxDBClient:
+        return self._client
+
+    @property
+    def name(self) -> str:
+        return f"InfluxDB candle store ({self._client.url}, database {self._client.database!r})"
+
+    @contextmanager
+    def _failing(
+        self,
+        operation: str,
+        key: SeriesKey | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+    ) -> Iterator[None]:
+        try:
+            yield
+        except StoreUnavailableError as exc:
+            raise CandleStoreUnavailableError(
+                str(exc), store=self.name, operation=operation, key=key, start=start, end=end
+            ) from exc
+        except (InfluxDBError, ValueError) as exc:
+            raise CandleStoreError(
+                str(exc), store=self.name, operation=operation, key=key, start=start, end=end
+            ) from exc
+
+    def _params(self, key: SeriesKey, **extra: object) -> dict[str, object]:
+        return {
+            "exchange": key.exchange,
+            "symbol": key.symbol,
+            "timeframe": str(key.timeframe),
+            **extra,
+        }
+
+    def _select(self, fields: tuple[str, ...], where: str, tail: str = "") -> str:
+        columns = ", ".join(quote_identifier(name) for name in fields)
+        # Only identifiers (quoted) and this class's own clauses go into the text; values are $params.
+        return f"SELECT {columns} FROM {self._from} WHERE {self._series_filter}{where}{tail}"  # noqa: S608
+
+    # --- writes ---------------------------------------------------------------------------------------
+
+    def write(self, key: SeriesKey, frame: pd.DataFrame) -> int:
+        prepared = prepare_candles(self._check_key(key), frame, store=self.name)
+        if len(prepared) == 0:
+            return 0
+        with self._failing("write", key, prepared.start, prepared.end):
+            self._write_chunks(prepared)
+        log.debug("wrote %d candles of %s to %s", len(prepared), key, self.name)
+        return len(prepared)
+
+    def _write_chunks(self, prepared: PreparedCandles) -> None:
+        chunks = range(0, len(prepared), CHUNK_ROWS)
+        if len(chunks) == 1:
+            self._client.write_lines(format_candle_lines(prepared, measurement=self._measurement))
+            return
+        # Formatting is CPU work under the GIL; posting waits on the server with the GIL released, so the
+        # next chunk is formatted while the last one is in flight.
+        pending: deque[Future[int]] = deque()
+        with ThreadPoolExecutor(max_workers=_WRITERS, thread_name_prefix="influx-candles") as pool:
+            try:
+                for begin in chunks:
+                    lines = format_candle_lines(
+                        prepared, measurement=self._measurement, start=begin, stop=begin + CHUNK_ROWS
+                    )
+                    while len(pending) >= _WRITERS:
+                        pending.popleft().result()
+                    pending.append(pool.submit(self._client.write_lines, lines))
+                while pending:
+                    pending.popleft().result()
+            finally:
+                for future in pending:
+                    future.cancel()
+
+    # --- reads ----------------------------------------------------------------------------------------
+
+    def _query(self, q: str, params: dict[str, object]) -> list[Series]:
+        return self._client.query(q, params=params, epoch="ns")
+
+    def _paged(self, key: SeriesKey, fields: tuple[str, ...], start_ns: int, end_ns: int) -> Iterator[Series]:
+        q = self._select(fields, " AND time >= $cursor AND time < $end", " ORDER BY time ASC LIMIT $limit")
+        cursor = start_ns
+        while cursor < end_ns:
+            result = self._query(q, self._params(key, cursor=cursor, end=end_ns, limit=_PAGE))
+            if not result or not result[0].values:
+                return
+            yield result[0]
+            if len(result[0].values) < _PAGE:
+                return
+            cursor = int(result[0].values[-1][0]) + 1
+
+    def read(self, key: SeriesKey, start: datetime, end: datetime) -> pd.DataFrame:
+        start, end = self._range(start, end)
+        with self._failing("read", self._check_key(key), start, end):
+            pages = list(self._paged(key, _FIELDS, _to_ns(start), _to_ns(end)))
+            return _frame(pages)
+
+    def latest(self, key: SeriesKey, n: int = 1) -> pd.DataFrame:
+        self._check_n(n)
+        with self._failing("latest", self._check_key(key)):
+            result = self._query(self._select(_FIELDS, "", " ORDER BY time DESC LIMIT $n"), self._params(key, n=n))
+            frame = _frame(result)
+            return frame.iloc[::-1].reset_index(drop=True)
+
+    def _edge(self, key: SeriesKey, function: str, operation: str) -> datetime | None:
+        with self._failing(operation, self._check_key(key)):
+            q = f"SELECT {function}({quote_identifier('open')}) FROM {self._from} WHERE {self._series_filter}"  # noqa: S608
+            result = self._query(q, self._params(key))
+            if not result or not result[0].values:
+                return None
+            return pd.Timestamp(int(result[0].values[0][0]), tz="UTC").to_pydatetime()
+
+    def first_open_time(self, key: SeriesKey) -> datetime | None:
+        return self._edge(key, "first", "first_open_time")
+
+    def last_open_time(self, key: SeriesKey) -> datetime | None:
+        return self._edge(key, "last", "last_open_time")
+
+    def open_times(self, key: SeriesKey, start: datetime, end: datetime) -> npt.NDArray[np.int64]:
+        start, end = self._range(start, end)
+        with self._failing("open_times", self._check_key(key), start, end):
+            pages = self._paged(key, ("open",), _to_ns(start), _to_ns(end))
+            parts = [np.array([row[0] for row in page.values], dtype=np.int64) for page in pages]
+        return np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
+
+    def count(self, key: SeriesKey, start: datetime, end: datetime) -> int:
+        start, end = self._range(start, end)
+        with self._failing("count", self._check_key(key), start, end):
+            return self._count(key, _to_ns(start), _to_ns(end))
+
+    def _count(self, key: SeriesKey, start_ns: int, end_ns: int) -> int:
+        columns = f"count({quote_identifier('open')})"
+        q = f"SELECT {columns} FROM {self._from} WHERE {self._series_filter} AND time >= $start AND time < $end"  # noqa: S608
+        result = self._query(q, self._params(key, start=start_ns, end=end_ns))
+        if not result or not result[0].values:
+            return 0
+        return int(result[0].values[0][1])
+
+    def list_series(self) -> list[SeriesKey]:
+        with self._failing("list_series"):
+            group = ", ".join(quote_identifier(tag) for tag in _TAG_KEYS)
+            # last() per group reads one point per series; series whose points were all deleted drop out,
+            # which SHOW SERIES (an index listing) would not do.
+            q = f"SELECT last({quote_identifier('open')}) FROM {self._from} GROUP BY {group}"  # noqa: S608
+            result = self._client.query(q, epoch="ns")
+            keys = []
+            for series in result:
+                if not series.values:
+                    continue
+                try:
+                    keys.append(SeriesKey.of(*(series.tags.get(tag, "") for tag in _TAG_KEYS)))
+                except (TimeframeError, ValueError) as exc:
+                    raise CandleStoreError(
+                        f"series with tags {series.tags} is not a candle series: {exc}",
+                        store=self.name,
+                        operation="list_series",
+                    ) from exc
+        return sorted(keys, key=lambda k: (k.exchange, k.symbol, k.timeframe.value))
+
+    def delete_range(self, key: SeriesKey, start: datetime, end: datetime) -> int:
+        start, end = self._range(start, end)
+        start_ns, end_ns = _to_ns(start), _to_ns(end)
+        with self._failing("delete_range", self._check_key(key), start, end):
+            existing = self._count(key, start_ns, end_ns)
+            if existing == 0:
+                return 0
+            tags = (key.exchange, key.symbol, str(key.timeframe))
+            condition = " AND ".join(
+                f"{quote_identifier(tag)} = {quote_string(value)}" for tag, value in zip(_TAG_KEYS, tags, strict=True)
+            )
+            # DELETE takes literals: tag values quoted by quote_string, times are ints formatted by %d.
+            q = f"DELETE FROM {self._from} WHERE {condition} AND time >= %d AND time < %d" % (  # noqa: S608
+                start_ns,
+                end_ns,
+            )
+            self._client.query(q, epoch=None)
+        return existing
+
+    def close(self) -> None:
+        if self._owns_client:
+            self._client.close()
+
+
+def _to_ns(dt: datetime) -> int:
+    # Integer arithmetic (a float loses microseconds), clamped so "all time" ranges such as
+    # datetime.max stay inside what InfluxDB accepts.
+    ns = (dt - _EPOCH) // timedelta(microseconds=1) * 1000
+    return min(max(ns, _MIN_NS), _MAX_NS)
+
+
+def _frame(pages: list[Series]) -> pd.DataFrame:
+    columns: dict[str, list[Any]] = {"time": [], **{name: [] for name in _FIELDS}}
+    for page in pages:
+        index = {name: i for i, name in enumerate(page.columns)}
+        rows = page.values
+        for name, values in columns.items():
+            at = index.get(name)
+            values.extend([None] * len(rows) if at is None else [row[at] for row in rows])
+    quote_volume = np.array([np.nan if v is None else v for v in columns[QUOTE_VOLUME]], dtype=np.float64)
+    return frame_from_columns(
+        np.array(columns["time"], dtype=np.int64),
+        {name: np.array(columns[name], dtype=np.float64) for name in VALUE_COLUMNS},
+        quote_volume=quote_volume,
+        trade_count=columns[TRADE_COUNT],
+    )

@@ -1,0 +1,407 @@
+"""The SQL candle store: the ledger's ``candles`` table on PostgreSQL (bulk COPY + one upsert) or SQLite.
+
+Prices are ``NUMERIC(38, 18)``; a float is stored as the decimal of its shortest repr (``Decimal(repr(x))``),
+so it reads back as the same float. On PostgreSQL a write is one transaction: a binary ``COPY`` of float8
+rows into a temporary table, then one ``INSERT .. SELECT .. ON CONFLICT DO UPDATE .. WHERE`` the values
+differ, so an identical rewrite touches no row. The float8 -> numeric conversion goes through ``float8out``,
+which gives the shortest round-trip text when ``extra_float_digits`` > 0 (set for the transaction); the
+direct float8 -> numeric cast would keep only 15 digits. On SQLite the upsert is an executemany.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, Final, cast
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+import psycopg
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine
+
+from marketkeeper.candles import QUOTE_VOLUME, TRADE_COUNT, SeriesKey
+from marketkeeper.ledger.models import Candle
+from marketkeeper.ledger.types import NUMERIC_PRECISION, NUMERIC_SCALE, UTCDateTime
+from marketkeeper.stores.base import (
+    VALUE_COLUMNS,
+    CandleStore,
+    CandleStoreError,
+    CandleStoreUnavailableError,
+    PreparedCandles,
+    frame_from_columns,
+    prepare_candles,
+)
+from marketkeeper.timeframes import TimeframeError
+
+__all__ = ["SQLCandleStore"]
+
+log = logging.getLogger(__name__)
+
+CANDLES: Final = cast(sa.Table, Candle.__table__)
+_KEY_COLUMNS: Final = ("exchange", "symbol", "timeframe", "open_time")
+_OPTIONAL: Final = (QUOTE_VOLUME, TRADE_COUNT)
+_SQLITE_CHUNK: Final = 10_000
+# PostgreSQL's binary COPY: signature, flags, header extension length; trailer is a field count of -1.
+_COPY_HEADER: Final = b"PGCOPY\n\xff\r\n\x00" + b"\x00\x00\x00\x00" + b"\x00\x00\x00\x00"
+_COPY_TRAILER: Final = b"\xff\xff"
+# Binary timestamptz counts microseconds from 2000-01-01 UTC.
+_PG_EPOCH_US: Final = 946_684_800_000_000
+_COPY_SLICE: Final = 8 << 20
+
+#: The staging table's name is a constant: nothing from the input reaches the DDL or the COPY statement.
+STAGING_TABLE: Final = "marketkeeper_candles_staging"
+_CREATE_STAGING: Final = sa.text(
+    "CREATE TEMPORARY TABLE marketkeeper_candles_staging ("
+    "open_time timestamptz NOT NULL, open float8 NOT NULL, high float8 NOT NULL, low float8 NOT NULL, "
+    "close float8 NOT NULL, volume float8 NOT NULL, quote_volume float8 NOT NULL, "
+    "has_trade_count boolean NOT NULL, trade_count bigint NOT NULL"
+    ") ON COMMIT DROP"
+)
+_COPY_STAGING: Final = (
+    "COPY marketkeeper_candles_staging "
+    "(open_time, open, high, low, close, volume, quote_volume, has_trade_count, trade_count) "
+    "FROM STDIN (FORMAT BINARY)"
+)
+# Any value > 0 makes float8out print the shortest text that reads back as the same double (PG >= 12).
+_SHORTEST_FLOATS: Final = sa.text("SET LOCAL extra_float_digits = 1")
+
+_NAN: Final[sa.ColumnElement[float]] = sa.literal_column("'NaN'::float8", postgresql.DOUBLE_PRECISION())
+_staging = sa.table(
+    STAGING_TABLE,
+    sa.column("open_time", UTCDateTime()),
+    *(sa.column(name, postgresql.DOUBLE_PRECISION()) for name in (*VALUE_COLUMNS, QUOTE_VOLUME)),
+    sa.column("has_trade_count", sa.Boolean()),
+    sa.column(TRADE_COUNT, sa.BigInteger()),
+)
+
+
+def _upsert_set(excluded: Any) -> tuple[dict[str, Any], Any]:
+    """The ``SET`` and ``WHERE`` of the upsert: new values replace old ones, absent optional values keep
+    the stored ones, and a row whose values are all unchanged is not updated at all."""
+    t = CANDLES.c
+    new: dict[str, Any] = {name: excluded[name] for name in VALUE_COLUMNS}
+    for name in _OPTIONAL:
+        new[name] = sa.func.coalesce(excluded[name], t[name])
+    changed = sa.or_(*(t[name].is_distinct_from(value) for name, value in new.items()))
+    return {**new, "ingested_at": excluded.ingested_at}, changed
+
+
+def _pg_upsert() -> sa.Insert:
+    numeric = sa.Numeric(NUMERIC_PRECISION, NUMERIC_SCALE)
+    s = _staging.c
+    source = sa.select(
+        sa.bindparam("exchange", type_=sa.String()),
+        sa.bindparam("symbol", type_=sa.String()),
+        sa.bindparam("timeframe", type_=sa.String()),
+        s.open_time,
+        # float8 -> text is the shortest round-trip repr; text -> numeric is exact.
+        *(sa.cast(sa.cast(s[name], sa.Text()), numeric) for name in VALUE_COLUMNS),
+        # NaN marks an absent quote volume (NULLIF: float8 NaN equals NaN in PostgreSQL).
+        sa.cast(sa.cast(sa.func.nullif(s.quote_volume, _NAN), sa.Text()), numeric),
+        sa.case((s.has_trade_count, s.trade_count)),
+        sa.bindparam("ingested_at", type_=UTCDateTime()),
+    )
+    insert = postgresql.insert(CANDLES).from_select(
+        [*_KEY_COLUMNS, *VALUE_COLUMNS, QUOTE_VOLUME, TRADE_COUNT, "ingested_at"], source
+    )
+    set_, where = _upsert_set(insert.excluded)
+    return insert.on_conflict_do_update(index_elements=list(_KEY_COLUMNS), set_=set_, where=where)
+
+
+def _sqlite_upsert() -> sa.Insert:
+    insert = sqlite.insert(CANDLES)
+    set_, where = _upsert_set(insert.excluded)
+    return insert.on_conflict_do_update(index_elements=list(_KEY_COLUMNS), set_=set_, where=where)
+
+
+def _copy_layout() -> np.dtype[Any]:
+    layout: list[tuple[str, str]] = [("fields", ">i2"), ("open_time_len", ">i4"), ("open_time", ">i8")]
+    for name in (*VALUE_COLUMNS, QUOTE_VOLUME):
+        layout += [(f"{name}_len", ">i4"), (name, ">f8")]
+    layout += [("has_trade_count_len", ">i4"), ("has_trade_count", "?")]
+    layout += [(f"{TRADE_COUNT}_len", ">i4"), (TRADE_COUNT, ">i8")]
+    return np.dtype(layout)
+
+
+_COPY_LAYOUT: Final = _copy_layout()
+
+
+def _copy_template() -> bytes:
+    record = np.zeros(1, dtype=_COPY_LAYOUT)
+    record["fields"] = len(_COPY_LAYOUT.names or ()) // 2
+    for name in _COPY_LAYOUT.names or ():
+        if name.endswith("_len"):
+            record[name] = _COPY_LAYOUT[name[: -len("_len")]].itemsize
+    return record.tobytes()
+
+
+_COPY_TEMPLATE: Final = _copy_template()
+
+
+def copy_payload(prepared: PreparedCandles) -> memoryview:
+    """The staging table's rows in PostgreSQL's binary COPY format, built with numpy (no per-row Python).
+
+    Every record has the same fixed width: an absent quote volume travels as NaN (the upsert turns it into
+    NULL) and an absent trade count as ``has_trade_count = false``, which keeps rows in open-time order
+    (index inserts stay local) and the layout a single numpy dtype.
+    """
+    n = len(prepared)
+    # Repeating one record with the constant lengths filled in is far cheaper than assigning each constant
+    # column of a packed big-endian array.
+    buffer = bytearray(len(_COPY_HEADER) + n * _COPY_LAYOUT.itemsize + len(_COPY_TRAILER))
+    buffer[: len(_COPY_HEADER)] = _COPY_HEADER
+    body = slice(len(_COPY_HEADER), len(buffer) - len(_COPY_TRAILER))
+    buffer[body.stop :] = _COPY_TRAILER
+    raw = np.frombuffer(buffer, dtype=np.uint8, count=n * _COPY_LAYOUT.itemsize, offset=body.start)
+    raw.reshape(n, _COPY_LAYOUT.itemsize)[:] = np.frombuffer(_COPY_TEMPLATE, dtype=np.uint8)
+    records = np.frombuffer(buffer, dtype=_COPY_LAYOUT, count=n, offset=body.start)
+    records["open_time"] = prepared.times_ns // 1000 - _PG_EPOCH_US
+    for name in VALUE_COLUMNS:
+        records[name] = prepared.values[name]
+    records[QUOTE_VOLUME] = np.nan if prepared.quote_volume is None else prepared.quote_volume
+    if prepared.trade_count is not None:
+        assert prepared.trade_count_present is not None
+        records["has_trade_count"] = prepared.trade_count_present
+        records[TRADE_COUNT] = prepared.trade_count
+    return memoryview(buffer)
+
+
+class SQLCandleStore(CandleStore):
+    """Candles in the ledger's ``candles`` table (migrated by :mod:`marketkeeper.ledger.migrate`).
+
+    :param engine: an engine on the ledger, e.g. from :func:`~marketkeeper.ledger.create_ledger_engine`.
+    :param owns_engine: dispose of the engine in :meth:`close` (the factory sets it).
+    """
+
+    def __init__(self, engine: Engine, *, owns_engine: bool = False) -> None:
+        dialect = engine.dialect.name
+        if dialect not in ("postgresql", "sqlite"):
+            raise ValueError(f"the SQL candle store runs on PostgreSQL or SQLite, not {dialect}")
+        self._engine = engine
+        self._owns_engine = owns_engine
+        self.backend = dialect
+        self._upsert = _pg_upsert() if dialect == "postgresql" else _sqlite_upsert()
+
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
+    @property
+    def name(self) -> str:
+        return f"SQL candle store ({self._engine.url.render_as_string(hide_password=True)})"
+
+    @contextmanager
+    def _failing(
+        self,
+        operation: str,
+        key: SeriesKey | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+    ) -> Iterator[None]:
+        try:
+            yield
+        except (sa.exc.SQLAlchemyError, psycopg.Error) as exc:
+            unreachable = self.backend == "postgresql" and isinstance(
+                exc, sa.exc.OperationalError | sa.exc.InterfaceError | psycopg.OperationalError
+            )
+            error = CandleStoreUnavailableError if unreachable else CandleStoreError
+            cause = str(getattr(exc, "orig", None) or exc).strip()
+            raise error(
+                f"{type(exc).__name__}: {cause}",
+                store=self.name,
+                operation=operation,
+                key=key,
+                start=start,
+                end=end,
+            ) from exc
+
+    def _where(self, key: SeriesKey) -> sa.ColumnElement[bool]:
+        t = CANDLES.c
+        return sa.and_(
+            t.exchange == key.exchange, t.symbol == key.symbol, t.timeframe == str(self._check_key(key).timeframe)
+        )
+
+    def _in_range(self, key: SeriesKey, start: datetime, end: datetime) -> sa.ColumnElement[bool]:
+        t = CANDLES.c
+        return sa.and_(self._where(key), t.open_time >= start, t.open_time < end)
+
+    # --- writes ---------------------------------------------------------------------------------------
+
+    def write(self, key: SeriesKey, frame: pd.DataFrame) -> int:
+        prepared = prepare_candles(self._check_key(key), frame, store=self.name)
+        for name in ("exchange", "symbol"):
+            limit = getattr(CANDLES.c[name].type, "length", None)
+            if limit is not None and len(getattr(key, name)) > limit:
+                raise CandleStoreError(
+                    f"{name} {getattr(key, name)!r} is longer than the {limit} characters the table holds",
+                    store=self.name,
+                    operation="write",
+                    key=key,
+                )
+        if len(prepared) == 0:
+            return 0
+        with self._failing("write", key, prepared.start, prepared.end), self._engine.begin() as conn:
+            if self.backend == "postgresql":
+                self._write_postgresql(conn, prepared)
+            else:
+                self._write_sqlite(conn, prepared)
+        log.debug("wrote %d candles of %s to %s", len(prepared), key, self.name)
+        return len(prepared)
+
+    def _series_params(self, key: SeriesKey) -> dict[str, Any]:
+        return {
+            "exchange": key.exchange,
+            "symbol": key.symbol,
+            "timeframe": str(key.timeframe),
+            "ingested_at": datetime.now(UTC),
+        }
+
+    def _write_postgresql(self, conn: Connection, prepared: PreparedCandles) -> None:
+        conn.execute(_SHORTEST_FLOATS)
+        conn.execute(_CREATE_STAGING)
+        driver = conn.connection.driver_connection
+        assert isinstance(driver, psycopg.Connection)
+        payload = copy_payload(prepared)
+        with driver.cursor() as cursor, cursor.copy(_COPY_STAGING) as copy:
+            for begin in range(0, len(payload), _COPY_SLICE):
+                copy.write(payload[begin : begin + _COPY_SLICE])
+        conn.execute(self._upsert, self._series_params(prepared.key))
+
+    def _write_sqlite(self, conn: Connection, prepared: PreparedCandles) -> None:
+        series = self._series_params(prepared.key)
+        times = pd.DatetimeIndex(prepared.times_ns.view("datetime64[ns]"), tz="UTC").to_pydatetime()
+        columns: dict[str, list[Any]] = {
+            # float.__repr__ is the shortest text that reads back as the same float.
+            name: list(map(Decimal, map(float.__repr__, prepared.values[name].tolist())))
+            for name in VALUE_COLUMNS
+        }
+        if prepared.quote_volume is not None:
+            columns[QUOTE_VOLUME] = [
+                None if v != v else Decimal(float.__repr__(v)) for v in prepared.quote_volume.tolist()
+            ]
+        if prepared.trade_count is not None:
+            present = prepared.trade_count_present
+            assert present is not None
+            columns[TRADE_COUNT] = [
+                c if p else None for c, p in zip(prepared.trade_count.tolist(), present.tolist(), strict=True)
+            ]
+        n = len(prepared)
+        for name in _OPTIONAL:
+            columns.setdefault(name, [None] * n)
+        names = list(columns)
+        rows = [
+            {**series, "open_time": t, **dict(zip(names, values, strict=True))}
+            for t, *values in zip(times, *columns.values(), strict=True)
+        ]
+        for begin in range(0, n, _SQLITE_CHUNK):
+            conn.execute(self._upsert, rows[begin : begin + _SQLITE_CHUNK])
+
+    # --- reads ----------------------------------------------------------------------------------------
+
+    def _select(self) -> sa.Select:
+        t = CANDLES.c
+        if self.backend == "postgresql":
+            # Server-side conversions keep Python out of the per-value work: numeric -> float8 rounds
+            # correctly (it parses numeric's text), and epoch microseconds are exact numerics on PG >= 14.
+            return sa.select(
+                self._time_us(),
+                *(sa.cast(t[name], postgresql.DOUBLE_PRECISION()) for name in (*VALUE_COLUMNS, QUOTE_VOLUME)),
+                t.trade_count,
+            )
+        return sa.select(t.open_time, *(t[name] for name in (*VALUE_COLUMNS, QUOTE_VOLUME)), t.trade_count)
+
+    def _time_us(self) -> sa.ColumnElement[int]:
+        return sa.cast(sa.extract("epoch", CANDLES.c.open_time) * 1_000_000, sa.BigInteger())
+
+    def _times_ns(self, values: Sequence[Any]) -> npt.NDArray[np.int64]:
+        if self.backend == "postgresql":
+            return np.array(values, dtype=np.int64) * 1000
+        if not values:
+            return np.empty(0, dtype=np.int64)
+        return np.asarray(pd.DatetimeIndex(list(values)).tz_convert("UTC").as_unit("ns").asi8, dtype=np.int64)
+
+    def _to_frame(self, rows: Sequence[Sequence[Any]]) -> pd.DataFrame:
+        columns: list[Sequence[Any]] = list(zip(*rows, strict=True)) if rows else [() for _ in range(8)]
+        times, *values, quote_volume, trade_count = columns
+        return frame_from_columns(
+            self._times_ns(times),
+            {
+                name: np.array([float(v) for v in column], dtype=np.float64)
+                for name, column in zip(VALUE_COLUMNS, values, strict=True)
+            },
+            quote_volume=np.array([np.nan if v is None else float(v) for v in quote_volume], dtype=np.float64),
+            trade_count=list(trade_count),
+        )
+
+    def read(self, key: SeriesKey, start: datetime, end: datetime) -> pd.DataFrame:
+        start, end = self._range(start, end)
+        stmt = self._select().where(self._in_range(key, start, end)).order_by(CANDLES.c.open_time)
+        with self._failing("read", key, start, end), self._engine.connect() as conn:
+            rows = conn.execute(stmt).all()
+        return self._to_frame(rows)
+
+    def latest(self, key: SeriesKey, n: int = 1) -> pd.DataFrame:
+        self._check_n(n)
+        stmt = self._select().where(self._where(key)).order_by(CANDLES.c.open_time.desc()).limit(n)
+        with self._failing("latest", key), self._engine.connect() as conn:
+            rows = conn.execute(stmt).all()
+        return self._to_frame(rows[::-1])
+
+    def _edge(self, key: SeriesKey, function: Any, operation: str) -> datetime | None:
+        stmt = sa.select(function(CANDLES.c.open_time)).where(self._where(key))
+        with self._failing(operation, key), self._engine.connect() as conn:
+            value: datetime | None = conn.execute(stmt).scalar_one()
+        return value
+
+    def first_open_time(self, key: SeriesKey) -> datetime | None:
+        return self._edge(key, sa.func.min, "first_open_time")
+
+    def last_open_time(self, key: SeriesKey) -> datetime | None:
+        return self._edge(key, sa.func.max, "last_open_time")
+
+    def open_times(self, key: SeriesKey, start: datetime, end: datetime) -> npt.NDArray[np.int64]:
+        start, end = self._range(start, end)
+        column = self._time_us() if self.backend == "postgresql" else CANDLES.c.open_time
+        stmt = sa.select(column).where(self._in_range(key, start, end)).order_by(CANDLES.c.open_time)
+        with self._failing("open_times", key, start, end), self._engine.connect() as conn:
+            values = conn.execute(stmt).scalars().all()
+        return self._times_ns(values)
+
+    def count(self, key: SeriesKey, start: datetime, end: datetime) -> int:
+        start, end = self._range(start, end)
+        stmt = sa.select(sa.func.count()).select_from(CANDLES).where(self._in_range(key, start, end))
+        with self._failing("count", key, start, end), self._engine.connect() as conn:
+            return int(conn.execute(stmt).scalar_one())
+
+    def list_series(self) -> list[SeriesKey]:
+        t = CANDLES.c
+        stmt = sa.select(t.exchange, t.symbol, t.timeframe).distinct().order_by(t.exchange, t.symbol, t.timeframe)
+        with self._failing("list_series"), self._engine.connect() as conn:
+            rows = conn.execute(stmt).all()
+        keys = []
+        for exchange, symbol, timeframe in rows:
+            try:
+                keys.append(SeriesKey.of(exchange, symbol, timeframe))
+            except (TimeframeError, ValueError) as exc:
+                raise CandleStoreError(
+                    f"row ({exchange!r}, {symbol!r}, {timeframe!r}) is not a candle series: {exc}",
+                    store=self.name,
+                    operation="list_series",
+                ) from exc
+        return sorted(keys, key=lambda k: (k.exchange, k.symbol, k.timeframe.value))
+
+    def delete_range(self, key: SeriesKey, start: datetime, end: datetime) -> int:
+        start, end = self._range(start, end)
+        stmt = sa.delete(CANDLES).where(self._in_range(key, start, end))
+        with self._failing("delete_range", key, start, end), self._engine.begin() as conn:
+            return int(conn.execute(stmt).rowcount)
+
+    def close(self) -> None:
+        if self._owns_engine:
+            self._engine.dispose()
