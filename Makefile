@@ -51,6 +51,7 @@ bench: $(STAMP) services ## Benchmarks: ratios against a baseline measured in th
 	@for b in bench/*.py; do echo "== $$b"; PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python $$b || exit 1; done
 
 up: $(STAMP) ## Serve the Airflow UI (airflow standalone) on this project
+	PATH=$(CURDIR)/$(BIN):$$PATH scripts/airflow-init.sh >/dev/null
 	PATH=$(CURDIR)/$(BIN):$$PATH scripts/airflow.sh standalone
 
 clean: ## Remove the venv, local Airflow home and embedded stores (stops a locally started InfluxDB)

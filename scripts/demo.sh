@@ -25,8 +25,8 @@ step "ledger schema"
 marketkeeper db upgrade
 
 step "Airflow metadata DB (.airflow/)"
-quiet "$logs/airflow-db-migrate.log" scripts/airflow.sh db migrate
-echo "migrated"
+quiet "$logs/airflow-init.log" scripts/airflow-init.sh
+echo "migrated; pool exchange_api ready"
 
 mapfile -t dag_ids < <(scripts/airflow.sh dags list --local -o json 2>"$logs/airflow-dags-list.log" |
   python -c 'import json, sys; print("\n".join(sorted(d["dag_id"] for d in json.load(sys.stdin))))')

@@ -75,6 +75,7 @@ def airflow_home() -> Iterator[Path]:
 
     with tempfile.TemporaryDirectory(prefix="marketkeeper-airflow-dagtest-") as home:
         run_airflow(Path(home), {}, "db", "migrate")
+        run_airflow(Path(home), {}, "pools", "set", "exchange_api", "4", "exchange API calls")
         yield Path(home)
 
 
