@@ -68,9 +68,7 @@ def main() -> int:
                 f"{path.name:<32} {median * 1000:10.1f} {median / baseline:10.2f} "
                 f"{(median - baseline) * 1000:8.1f}  {'yes' if under else 'NO'}"
             )
-            report.append(
-                {"file": path.name, "seconds": median, "ratio": median / baseline, "under_1s": under}
-            )
+            report.append({"file": path.name, "seconds": median, "ratio": median / baseline, "under_1s": under})
     if os.environ.get("BENCH_JSON"):
         print(json.dumps({"baseline_seconds": baseline, "files": report}))
     return 0

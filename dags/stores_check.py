@@ -51,9 +51,7 @@ def summary(**context: Any) -> list[dict[str, object]]:
             log.info("%-9s not configured", store)
             report.append({"store": store, "configured": False})
         else:
-            log.info(
-                "%-9s ok  %8.1f ms  %s  %s", store, result["latency_ms"], result["version"], result["target"]
-            )
+            log.info("%-9s ok  %8.1f ms  %s  %s", store, result["latency_ms"], result["version"], result["target"])
             report.append(result)
     return report
 

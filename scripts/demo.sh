@@ -1,10 +1,16 @@
 #!/usr/bin/env bash
-# `make demo`: the main job, once, on whatever stores the environment names (embedded defaults otherwise):
-# migrate the ledger, initialise Airflow's own metadata DB, run every DAG once with `airflow dags test`,
-# and print a short summary. Logs of each step go to $MARKETKEEPER_HOME/log/.
+# `make demo`: the main job, once, on whatever stores the environment names (embedded defaults otherwise).
+#   1. check the stores, migrate the ledger, prepare Airflow (metadata DB, pools)
+#   2. seed one paper bot with synthetic trades and balance snapshots (idempotent)
+#   3. run every DAG once with `airflow dags test`; ohlcv_ingest ingests DEMO_DAYS days of synthetic 1m candles
+#      for the two markets of include/config/demo_markets.yaml
+#   4. print a summary: DAG states, candles per market, quality runs, the bot's latest performance row
+# Logs of each step go to $MARKETKEEPER_HOME/log/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export MARKETKEEPER_HOME=${MARKETKEEPER_HOME:-$PWD/var}
+export GX_ANALYTICS_ENABLED=False
+days=${DEMO_DAYS:-3}
 logs="$MARKETKEEPER_HOME/log"
 mkdir -p "$logs"
 
@@ -24,20 +30,36 @@ marketkeeper health
 step "ledger schema"
 marketkeeper db upgrade
 
-step "Airflow metadata DB (.airflow/)"
+step "Airflow metadata DB and pools (.airflow/)"
 quiet "$logs/airflow-init.log" scripts/airflow-init.sh
-echo "migrated; pool exchange_api ready"
+echo "ready"
+
+step "paper bot"
+marketkeeper demo-seed
+
+# The demo ingests synthetic markets, never a live exchange: the Variable overrides markets.yaml for this run.
+AIRFLOW_VAR_MARKETKEEPER_MARKETS=$(cat include/config/demo_markets.yaml)
+export AIRFLOW_VAR_MARKETKEEPER_MARKETS
+read -r start end < <(python -c "
+from datetime import UTC, datetime, timedelta
+end = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+print((end - timedelta(days=$days)).isoformat(), end.isoformat())")
 
 mapfile -t dag_ids < <(scripts/airflow.sh dags list --local -o json 2>"$logs/airflow-dags-list.log" |
   python -c 'import json, sys; print("\n".join(sorted(d["dag_id"] for d in json.load(sys.stdin))))')
 [ ${#dag_ids[@]} -gt 0 ] || { echo "no DAGs found; see $logs/airflow-dags-list.log" >&2; exit 1; }
+# Ingest first, so the gap and rollup DAGs see its candles.
+ordered=(ohlcv_ingest)
+for id in "${dag_ids[@]}"; do [ "$id" = ohlcv_ingest ] || ordered+=("$id"); done
 
 results=()
 failed=0
-for dag_id in "${dag_ids[@]}"; do
-  step "airflow dags test $dag_id"
+for dag_id in "${ordered[@]}"; do
+  args=()
+  [ "$dag_id" = ohlcv_ingest ] && args=(-c "{\"start\": \"$start\", \"end\": \"$end\"}")
+  step "airflow dags test $dag_id ${args[*]}"
   started=$SECONDS
-  if quiet "$logs/dag-$dag_id.log" scripts/airflow.sh dags test "$dag_id"; then
+  if quiet "$logs/dag-$dag_id.log" scripts/airflow.sh dags test "$dag_id" "${args[@]}"; then
     results+=("$(printf '%-22s success  %4ss' "$dag_id" $((SECONDS - started)))")
   else
     results+=("$(printf '%-22s FAILED   %4ss  (log: %s)' "$dag_id" $((SECONDS - started)) "$logs/dag-$dag_id.log")")
@@ -46,6 +68,28 @@ for dag_id in "${dag_ids[@]}"; do
 done
 
 step "summary"
-echo "ledger:   $(marketkeeper db current)"
+echo "ledger schema: $(marketkeeper db current)"
 printf '%s\n' "${results[@]}"
+python - "$start" "$end" <<'PY'
+import sys
+from datetime import datetime
+
+import sqlalchemy as sa
+
+from marketkeeper.ledger import DataQualityRun, QuarantinedCandle
+from marketkeeper.markets import load_markets
+from marketkeeper.settings import get_settings
+from marketkeeper.store_set import StoreSet
+
+start, end = (datetime.fromisoformat(v) for v in sys.argv[1:3])
+with StoreSet.from_settings(get_settings()) as stores:
+    print(f"stores: {stores.description}")
+    for spec in load_markets("include/config/demo_markets.yaml"):
+        n = stores.candles.count(spec.key, start, end)
+        print(f"  {spec.key}: {n} candles in [{start:%Y-%m-%d}, {end:%Y-%m-%d}) (expected {spec.key.timeframe.count(start, end)})")
+    with stores.ledger.connect() as conn:
+        runs = conn.scalar(sa.select(sa.func.count()).select_from(DataQualityRun))
+        quarantined = conn.scalar(sa.select(sa.func.count()).select_from(QuarantinedCandle))
+    print(f"  quality runs: {runs}, quarantined rows: {quarantined}")
+PY
 exit $failed

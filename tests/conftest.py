@@ -27,7 +27,7 @@ PG_ADMIN_URL = os.environ.get(
 PG_TEST_DB = os.environ.get("MARKETKEEPER_TEST_PG_DB", f"marketkeeper_test_{os.getpid()}")
 REDIS_TEST_URL = os.environ.get("MARKETKEEPER_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 INFLUXDB_TEST_URL = os.environ.get("MARKETKEEPER_TEST_INFLUXDB_URL", "http://127.0.0.1:8086")
-INFLUXDB_TEST_DB = os.environ.get("MARKETKEEPER_TEST_INFLUXDB_DB", "marketkeeper_test")
+INFLUXDB_TEST_DB = os.environ.get("MARKETKEEPER_TEST_INFLUXDB_DB", f"marketkeeper_test_{os.getpid()}")
 
 
 def _recreate_pg_database(name: str) -> str:

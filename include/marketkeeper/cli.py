@@ -251,7 +251,7 @@ def _print_rollups(rows: list[dict[str, object]]) -> None:
     for row in rows:
         typer.echo(
             f"{row['metric_date']!s:<10} {row['total_trades']!s:>6} {row['winning_trades']!s:>5} "
-            f"{row['losing_trades']!s:>6} {num(row['win_rate'], '.1f'):>6} {num(row['total_pnl'], ',.2f'):>12} "
+            f"{row['losing_trades']!s:>6} {num(row['win_rate'], '.1%'):>6} {num(row['total_pnl'], ',.2f'):>12} "
             f"{num(row['equity'], ',.2f'):>12} {num(row['sharpe_ratio'], '.2f'):>7} "
             f"{num(row['sortino_ratio'], '.2f'):>7} {num(row['calmar_ratio'], '.2f'):>7} "
             f"{num(row['max_drawdown'], '.2%'):>7}"

@@ -75,9 +75,7 @@ def _check_ping(store: str, target: str, ping: Callable[[], object]) -> StoreHea
         info = ping()
     except StoreUnavailableError as exc:
         return StoreHealth(store, True, False, target, error=exc.cause)
-    except (
-        MarketkeeperError
-    ) as exc:  # a server that answers with an error (bad credentials, say) is down to us
+    except MarketkeeperError as exc:  # a server that answers with an error (bad credentials, say) is down to us
         return StoreHealth(store, True, False, target, error=_one_line(exc))
     return StoreHealth(
         store,

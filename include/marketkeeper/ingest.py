@@ -109,13 +109,9 @@ def ingest_range(
     clock = now or datetime.now(UTC)
     for window_start, window_end in windows(key, start, end, window):
         frame, rejects = _fetch(source, key, window_start, window_end)
-        result = check_candles(
-            key, frame, now=clock, max_failed_fraction=max_failed_fraction, rejects=rejects
-        )
+        result = check_candles(key, frame, now=clock, max_failed_fraction=max_failed_fraction, rejects=rejects)
         with session_scope(ledger) as session:
-            run = record_gate(
-                session, key, window_start, window_end, result, source=source.name, airflow=airflow
-            )
+            run = record_gate(session, key, window_start, window_end, result, source=source.name, airflow=airflow)
             run_id = run.id
         enforce_threshold(result, key, window_start, window_end, max_failed_fraction)
         written = store.write(key, result.passed)

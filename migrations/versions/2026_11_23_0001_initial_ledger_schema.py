@@ -70,9 +70,7 @@ def upgrade() -> None:
             ),
             nullable=False,
         ),
-        sa.CheckConstraint(
-            "size_bytes IS NULL OR size_bytes >= 0", name=op.f("ck_backup_runs_size_non_negative")
-        ),
+        sa.CheckConstraint("size_bytes IS NULL OR size_bytes >= 0", name=op.f("ck_backup_runs_size_non_negative")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_backup_runs")),
     )
     op.create_index("ix_backup_runs_store_started_at", "backup_runs", ["store", "started_at"], unique=False)
@@ -254,9 +252,7 @@ def upgrade() -> None:
         ),
         sa.Column("is_read", sa.Boolean(), nullable=False),
         sa.Column("timestamp", sa.DateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["user_id"], ["users.id"], name=op.f("fk_alerts_user_id_users"), ondelete="CASCADE"
-        ),
+        sa.ForeignKeyConstraint(["user_id"], ["users.id"], name=op.f("fk_alerts_user_id_users"), ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_alerts")),
     )
     op.create_index("ix_alerts_severity_timestamp", "alerts", ["severity", "timestamp"], unique=False)
@@ -384,9 +380,7 @@ def upgrade() -> None:
         sa.Column("resolved_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("last_error", sa.Text(), nullable=True),
         sa.CheckConstraint('"end" > start', name=op.f("ck_candle_gaps_end_after_start")),
-        sa.CheckConstraint(
-            "missing_count >= 0 AND attempts >= 0", name=op.f("ck_candle_gaps_counts_non_negative")
-        ),
+        sa.CheckConstraint("missing_count >= 0 AND attempts >= 0", name=op.f("ck_candle_gaps_counts_non_negative")),
         sa.ForeignKeyConstraint(
             ["market_id"], ["markets.id"], name=op.f("fk_candle_gaps_market_id_markets"), ondelete="CASCADE"
         ),
@@ -478,9 +472,7 @@ def upgrade() -> None:
         sa.Column("exchange", sa.String(length=32), nullable=True),
         sa.Column(
             "side",
-            sa.Enum(
-                "long", "short", name="position_side", native_enum=False, create_constraint=True, length=32
-            ),
+            sa.Enum("long", "short", name="position_side", native_enum=False, create_constraint=True, length=32),
             nullable=False,
         ),
         sa.Column(
@@ -665,9 +657,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_system_events")),
     )
-    op.create_index(
-        "ix_system_events_severity_timestamp", "system_events", ["severity", "timestamp"], unique=False
-    )
+    op.create_index("ix_system_events_severity_timestamp", "system_events", ["severity", "timestamp"], unique=False)
     op.create_index("ix_system_events_timestamp", "system_events", ["timestamp"], unique=False)
     op.create_index(op.f("ix_system_events_trade_id"), "system_events", ["trade_id"], unique=False)
 

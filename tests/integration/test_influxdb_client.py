@@ -103,9 +103,7 @@ def test_hostile_names_and_values_round_trip_unchanged(influxdb_client: InfluxDB
     assert tag_keys == set(HOSTILE_TAG_KEYS)
     field_keys = {row[0] for row in _values(influxdb_client, f"SHOW FIELD KEYS FROM {measurement}")}
     assert field_keys == {HOSTILE_FIELD_KEY, "n"}
-    tag_values = _values(
-        influxdb_client, f"SHOW TAG VALUES FROM {measurement} WITH KEY = {quote_identifier(key)}"
-    )
+    tag_values = _values(influxdb_client, f"SHOW TAG VALUES FROM {measurement} WITH KEY = {quote_identifier(key)}")
     assert sorted(row[1] for row in tag_values) == sorted(HOSTILE_TAG_VALUES)
 
     select = f"SELECT {quote_identifier(HOSTILE_FIELD_KEY)}, {quote_identifier(key)} FROM {measurement}"  # noqa: S608
@@ -303,14 +301,10 @@ def test_5xx_after_the_last_retry_raises_write_error(flaky_proxy: tuple[str, typ
 
 
 @integration
-def test_secrets_stay_out_of_logs_and_repr(
-    influxdb_client: InfluxDBClient, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_secrets_stay_out_of_logs_and_repr(influxdb_client: InfluxDBClient, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     # InfluxDB 1.x without auth ignores the credentials, so this is a real write.
-    with InfluxDBClient(
-        INFLUXDB_TEST_URL, database=INFLUXDB_TEST_DB, username="u", password="s3cret-pw"
-    ) as c:
+    with InfluxDBClient(INFLUXDB_TEST_URL, database=INFLUXDB_TEST_DB, username="u", password="s3cret-pw") as c:
         c.write_lines(["m f=1 1"])
         assert "s3cret-pw" not in repr(c)
     assert "s3cret-pw" not in caplog.text

@@ -183,7 +183,6 @@ class DiesAfterFirstWrite:
         return (self.healthy if self.writes == 1 else self.dead).write(key, frame)
 
 
-
 def dead_store(kind: str, ledger: sa.Engine) -> CandleStore:
     if kind == "sql":
         return SQLCandleStore(create_ledger_engine("postgresql+psycopg://postgres@127.0.0.1:1/none"))

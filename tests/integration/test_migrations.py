@@ -69,9 +69,7 @@ def _head() -> str:
 
 
 def _user_and_bot(session: Session) -> BotInstance:
-    user = User(
-        username=f"u{uuid.uuid4().hex[:8]}", email=f"{uuid.uuid4().hex[:8]}@example.com", password_hash="x"
-    )
+    user = User(username=f"u{uuid.uuid4().hex[:8]}", email=f"{uuid.uuid4().hex[:8]}@example.com", password_hash="x")
     bot = BotInstance(name="grid-1", user=user, strategy_type="static", exchange="binance")
     session.add(bot)
     session.flush()
@@ -128,9 +126,7 @@ def test_constraint_names_follow_the_naming_convention(migrated: Engine) -> None
         expected_fks = {c.name for c in table.foreign_key_constraints}
         expected_indexes = {i.name for i in table.indexes}
 
-        assert {c["name"] for c in inspector.get_unique_constraints(table.name)} == expected_uniques, (
-            table.name
-        )
+        assert {c["name"] for c in inspector.get_unique_constraints(table.name)} == expected_uniques, table.name
         assert {c["name"] for c in inspector.get_check_constraints(table.name)} == expected_checks, table.name
         assert {c["name"] for c in inspector.get_foreign_keys(table.name)} == expected_fks, table.name
         # PostgreSQL also lists the index behind each unique constraint; those are checked above.
@@ -266,9 +262,7 @@ def test_a_bot_with_trades_cannot_be_deleted_but_a_market_takes_its_gaps(migrate
         bot_id = bot.id
         market = Market(exchange="binance", symbol="BTC/USDT", base_timeframe="1m")
         start = datetime(2024, 1, 1, tzinfo=UTC)
-        market.gaps.append(
-            CandleGap(timeframe="1m", start=start, end=start + timedelta(minutes=3), missing_count=3)
-        )
+        market.gaps.append(CandleGap(timeframe="1m", start=start, end=start + timedelta(minutes=3), missing_count=3))
         session.add(market)
 
     with pytest.raises(sa.exc.IntegrityError), migrated.begin() as conn:
@@ -284,9 +278,7 @@ def test_a_bot_with_trades_cannot_be_deleted_but_a_market_takes_its_gaps(migrate
 def test_a_status_outside_the_vocabulary_is_refused_by_the_database(migrated: Engine) -> None:
     with migrated.begin() as conn:
         market_id = conn.execute(
-            sa.insert(Market)
-            .values(exchange="binance", symbol="ETH/USDT", base_timeframe="1m")
-            .returning(Market.id)
+            sa.insert(Market).values(exchange="binance", symbol="ETH/USDT", base_timeframe="1m").returning(Market.id)
         ).scalar_one()
     start = datetime(2024, 1, 1, tzinfo=UTC)
     gap = {"market_id": market_id, "timeframe": "1m", "start": start, "missing_count": 1}

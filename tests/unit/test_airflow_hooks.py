@@ -197,9 +197,7 @@ def test_redis_defaults_acl_user_and_ssl(monkeypatch: pytest.MonkeyPatch) -> Non
     ("extra", "message"),
     [({"db": "two"}, "integer"), ({"db": -1}, ">= 0"), ({"ssl": "maybe"}, "boolean")],
 )
-def test_redis_malformed_extras_raise(
-    monkeypatch: pytest.MonkeyPatch, extra: dict[str, Any], message: str
-) -> None:
+def test_redis_malformed_extras_raise(monkeypatch: pytest.MonkeyPatch, extra: dict[str, Any], message: str) -> None:
     set_conn(monkeypatch, "mk_test", conn_type="marketkeeper_redis", host="h", extra=extra)
     with pytest.raises(ConfigurationError, match=message):
         RedisHook("mk_test").client_kwargs()
@@ -295,9 +293,7 @@ def test_ledger_postgres_connection_becomes_a_psycopg3_url(monkeypatch: pytest.M
     )
 
 
-def test_ledger_sqlite_connection_names_an_absolute_file(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
+def test_ledger_sqlite_connection_names_an_absolute_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     path = tmp_path / "ledger.sqlite"
     set_conn(monkeypatch, stores.LEDGER_CONN_ID, conn_type="sqlite", host=str(path))
     assert stores.ledger_url() == f"sqlite:///{path}"

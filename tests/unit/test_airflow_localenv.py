@@ -109,11 +109,7 @@ def test_a_bad_redis_url_fails_without_echoing_it() -> None:
 
 def test_the_module_prints_lines_bash_can_eval(tmp_path: Path) -> None:
     env = {
-        **{
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith(("AIRFLOW_CONN_", "DATABASE_URL", "REDIS_URL"))
-        },
+        **{k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW_CONN_", "DATABASE_URL", "REDIS_URL"))},
         "MARKETKEEPER_HOME": str(tmp_path),
         "REDIS_URL": f"redis://:{quote(NASTY, safe='')}@h:1/0",
     }

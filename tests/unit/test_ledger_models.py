@@ -37,11 +37,9 @@ SEED_FIELDS = {
     "trades": "id bot_id symbol side order_type quantity price executed_price fee pnl status timestamp",
     "positions": "id bot_id symbol side quantity entry_price current_price unrealized_pnl realized_pnl "
     "created_at updated_at closed_at",
-    "balance_snapshots": "id user_id exchange currency total_balance available_balance locked_balance "
-    "timestamp",
+    "balance_snapshots": "id user_id exchange currency total_balance available_balance locked_balance timestamp",
     "strategy_configs": "id name strategy_type config_data is_active created_at updated_at",
-    "ml_models": "id name model_type version file_path metadata performance_metrics is_active "
-    "created_at updated_at",
+    "ml_models": "id name model_type version file_path metadata performance_metrics is_active created_at updated_at",
     "performance_metrics": "id bot_id metric_date total_trades winning_trades losing_trades total_pnl "
     "win_rate sharpe_ratio max_drawdown created_at",
     "alerts": "id user_id alert_type severity title message metadata is_read timestamp",
@@ -168,9 +166,7 @@ def test_exact_numeric_rounds_to_18_places_half_away_from_zero_like_postgresql()
     dialect = sqlite.dialect()
 
     assert column_type.process_bind_param(Decimal("0.0000000000000000005"), dialect) == "0.000000000000000001"
-    assert (
-        column_type.process_bind_param(Decimal("-0.0000000000000000005"), dialect) == "-0.000000000000000001"
-    )
+    assert column_type.process_bind_param(Decimal("-0.0000000000000000005"), dialect) == "-0.000000000000000001"
     assert column_type.process_bind_param(Decimal("1E+3"), dialect) == "1000.000000000000000000"
     assert column_type.process_bind_param(7, dialect) == "7.000000000000000000"
 
@@ -191,9 +187,7 @@ def test_status_columns_load_as_enums_and_refuse_unknown_values(engine: Engine) 
     gap = {"market_id": market_id, "timeframe": "1m", "start": start, "end": start + timedelta(minutes=2)}
 
     with pytest.raises(sa.exc.StatementError), engine.begin() as conn:
-        conn.execute(
-            sa.insert(Base.metadata.tables["candle_gaps"]).values(**gap, missing_count=2, status="lost")
-        )
+        conn.execute(sa.insert(Base.metadata.tables["candle_gaps"]).values(**gap, missing_count=2, status="lost"))
 
     with engine.begin() as conn:
         conn.execute(sa.insert(Base.metadata.tables["candle_gaps"]).values(**gap, missing_count=2))

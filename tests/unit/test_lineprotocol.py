@@ -56,9 +56,7 @@ def test_escape_tag_and_field_key_follow_the_docs() -> None:
 
 
 @pytest.mark.parametrize("escape", [escape_measurement, escape_tag, escape_field_key])
-@pytest.mark.parametrize(
-    "bad", ["", "line\nbreak", "trailing\\", "a\\ b", "a\\,b", "a\\=b", 'a\\"b'], ids=repr
-)
+@pytest.mark.parametrize("bad", ["", "line\nbreak", "trailing\\", "a\\ b", "a\\,b", "a\\=b", 'a\\"b'], ids=repr)
 def test_names_that_cannot_round_trip_are_refused_by_name(escape: object, bad: str) -> None:
     assert callable(escape)
     with pytest.raises(ValueError) as info:
@@ -109,9 +107,7 @@ def test_format_field_value(value: object, expected: str) -> None:
     assert format_field_value(value, field="f") == expected  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize(
-    "bad", [math.nan, math.inf, -math.inf, Decimal("NaN"), Decimal("-Infinity")], ids=repr
-)
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf, Decimal("NaN"), Decimal("-Infinity")], ids=repr)
 def test_non_finite_values_are_refused_naming_the_field(bad: object) -> None:
     with pytest.raises(ValueError, match="'close'"):
         format_field_value(bad, field="close")  # type: ignore[arg-type]

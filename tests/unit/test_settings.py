@@ -32,9 +32,7 @@ def test_database_url_spellings_map_to_the_sync_driver(given: str, expected: str
     assert normalize_database_url(given) == expected
 
 
-def test_nothing_configured_means_embedded_sqlite_ledger(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
+def test_nothing_configured_means_embedded_sqlite_ledger(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("MARKETKEEPER_HOME", str(tmp_path / "home"))
     settings = Settings()
     assert settings.uses_embedded_ledger

@@ -55,9 +55,7 @@ def _as_float(value: Any, *, conn_id: str, name: str) -> float:
     try:
         number = float(value)
     except (TypeError, ValueError) as exc:
-        raise ConfigurationError(
-            f"connection {conn_id!r}: extra {name!r} must be a number, got {value!r}"
-        ) from exc
+        raise ConfigurationError(f"connection {conn_id!r}: extra {name!r} must be a number, got {value!r}") from exc
     if number <= 0:
         raise ConfigurationError(f"connection {conn_id!r}: extra {name!r} must be positive, got {value!r}")
     return number
@@ -69,9 +67,7 @@ def _as_int(value: Any, *, conn_id: str, name: str) -> int:
     try:
         return int(value)
     except (TypeError, ValueError) as exc:
-        raise ConfigurationError(
-            f"connection {conn_id!r}: {name!r} must be an integer, got {value!r}"
-        ) from exc
+        raise ConfigurationError(f"connection {conn_id!r}: {name!r} must be an integer, got {value!r}") from exc
 
 
 def _url_host(host: str) -> str:
@@ -150,9 +146,7 @@ class InfluxDBHook(BaseHook):
             "org": _extra(conn, self.conn_type, "org"),
             "retention_policy": _extra(conn, self.conn_type, "retention_policy"),
             "timeout": (
-                _as_float(timeout, conn_id=conn_id, name="timeout")
-                if timeout is not None
-                else DEFAULT_INFLUXDB_TIMEOUT
+                _as_float(timeout, conn_id=conn_id, name="timeout") if timeout is not None else DEFAULT_INFLUXDB_TIMEOUT
             ),
         }
 

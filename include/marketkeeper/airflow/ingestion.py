@@ -56,11 +56,7 @@ def plan_markets(selected: Sequence[str] = ()) -> list[dict[str, Any]]:
     chosen = [spec for spec in specs if spec.active]
     if selected:
         wanted = {label.strip() for label in selected if label.strip()}
-        matches = [
-            spec
-            for spec in specs
-            if market_label(spec) in wanted or f"{spec.exchange}:{spec.symbol}" in wanted
-        ]
+        matches = [spec for spec in specs if market_label(spec) in wanted or f"{spec.exchange}:{spec.symbol}" in wanted]
         known = {market_label(s) for s in matches} | {f"{s.exchange}:{s.symbol}" for s in matches}
         unknown = sorted(wanted - known)
         if unknown:

@@ -36,9 +36,7 @@ def ledger_connection(settings: Settings) -> dict[str, Any]:
     url = make_url(settings.ledger_url)
     if url.get_backend_name() == "sqlite":
         if not url.database or url.database == ":memory:":
-            raise ConfigurationError(
-                f"the ledger URL {url!r} is an in-memory SQLite database; Airflow needs a file"
-            )
+            raise ConfigurationError(f"the ledger URL {url!r} is an in-memory SQLite database; Airflow needs a file")
         return {"conn_type": "sqlite", "host": url.database}
     if url.get_backend_name() == "postgresql":
         query = {key: value if isinstance(value, str) else list(value) for key, value in url.query.items()}
@@ -65,9 +63,7 @@ def influxdb_connection(settings: Settings) -> dict[str, Any] | None:
         return None
     parts = urlsplit(settings.influxdb_url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigurationError(
-            f"INFLUXDB_URL must look like http://host:8086, got {settings.influxdb_url!r}"
-        )
+        raise ConfigurationError(f"INFLUXDB_URL must look like http://host:8086, got {settings.influxdb_url!r}")
     password = settings.influxdb_password.get_secret_value() if settings.influxdb_password else None
     token = settings.influxdb_token.get_secret_value() if settings.influxdb_token else None
     return _drop_empty(
@@ -78,9 +74,7 @@ def influxdb_connection(settings: Settings) -> dict[str, Any] | None:
             "schema": parts.scheme,
             "login": settings.influxdb_username or (unquote(parts.username) if parts.username else None),
             "password": password or (unquote(parts.password) if parts.password else None),
-            "extra": _drop_empty(
-                {"database": settings.influxdb_bucket, "token": token, "org": settings.influxdb_org}
-            ),
+            "extra": _drop_empty({"database": settings.influxdb_bucket, "token": token, "org": settings.influxdb_org}),
         }
     )
 

@@ -55,6 +55,41 @@ _REDIS_FIELDS: dict[str, Any] = {
 }
 
 
+_ACCOUNT_FIELDS: dict[str, Any] = {
+    "kind": {
+        "label": "Kind",
+        "description": "exchange: balances from ccxt fetch_balance; paper: derived from the bot's trades.",
+        "schema": {"type": ["string", "null"], "enum": ["exchange", "paper", None], "default": "exchange"},
+    },
+    "exchange": {
+        "label": "Exchange (ccxt id)",
+        "description": "Exchange accounts: the ccxt exchange id, e.g. binance.",
+        "schema": {"type": ["string", "null"]},
+    },
+    "user_id": {
+        "label": "User id",
+        "description": "Exchange accounts: the ledger user owning the account (paper accounts: the bot's user).",
+        "schema": {"type": ["string", "null"]},
+    },
+    "bot_id": {"label": "Bot id", "description": "Paper accounts: the bot.", "schema": {"type": ["string", "null"]}},
+    "starting_capital": {
+        "label": "Starting capital (JSON)",
+        "description": 'Paper accounts: currency to amount before the first trade, e.g. {"USDT": "10000"}.',
+        "schema": {"type": ["string", "null"]},
+    },
+    "currencies": {
+        "label": "Currencies",
+        "description": "Comma-separated; record only these. Empty: every currency with a balance.",
+        "schema": {"type": ["string", "null"]},
+    },
+    "passphrase": {
+        "label": "API passphrase",
+        "description": "Only for exchanges that issue one (OKX, KuCoin...).",
+        "schema": {"type": ["string", "null"], "format": "password"},
+    },
+}
+
+
 def _version() -> str:
     try:
         return version(PACKAGE_NAME)
@@ -71,11 +106,15 @@ def get_provider_info() -> dict[str, Any]:
     return {
         "package-name": PACKAGE_NAME,
         "name": "marketkeeper",
-        "description": "Hooks for marketkeeper's stores: InfluxDB (v1 HTTP API) candles and Redis caches.",
+        "description": "Hooks for marketkeeper's stores (InfluxDB v1 HTTP API, Redis) and balance accounts.",
         "versions": [_version()],
         "integrations": [
             {"integration-name": "marketkeeper InfluxDB", "external-doc-url": "https://docs.influxdata.com/"},
             {"integration-name": "marketkeeper Redis", "external-doc-url": "https://redis.io/"},
+            {
+                "integration-name": "marketkeeper balance accounts",
+                "external-doc-url": "https://docs.ccxt.com/#/README?id=account-balance",
+            },
         ],
         "hooks": [
             {
@@ -85,6 +124,10 @@ def get_provider_info() -> dict[str, Any]:
             {
                 "integration-name": "marketkeeper Redis",
                 "python-modules": ["marketkeeper.airflow.hooks"],
+            },
+            {
+                "integration-name": "marketkeeper balance accounts",
+                "python-modules": ["marketkeeper.airflow.accounts"],
             },
         ],
         "connection-types": [
@@ -124,6 +167,17 @@ def get_provider_info() -> dict[str, Any]:
                     },
                 },
                 "conn-fields": _REDIS_FIELDS,
+            },
+            {
+                "connection-type": "marketkeeper_account",
+                "hook-class-name": "marketkeeper.airflow.accounts.AccountHook",
+                "hook-name": "Balance account (marketkeeper)",
+                "ui-field-behaviour": {
+                    "hidden-fields": ["host", "port", "schema"],
+                    "relabeling": {"login": "API key", "password": "API secret"},
+                    "placeholders": {"exchange": "binance", "starting_capital": '{"USDT": "10000"}'},
+                },
+                "conn-fields": _ACCOUNT_FIELDS,
             },
         ],
     }

@@ -158,11 +158,7 @@ def check_store(store: Store) -> StoreHealth:
         return StoreHealth(
             store.value, configured=False, ok=True, error=f"Airflow connection {conn_id!r} is not defined"
         )
-    hook = (
-        InfluxDBHook(influxdb_conn_id=conn_id)
-        if store is Store.INFLUXDB
-        else RedisHook(redis_conn_id=conn_id)
-    )
+    hook = InfluxDBHook(influxdb_conn_id=conn_id) if store is Store.INFLUXDB else RedisHook(redis_conn_id=conn_id)
     _require_type(conn, hook.conn_type)
     target = redact_url(hook.client_kwargs(conn)["url"])
     label = f"{store.value} at {target} (connection {conn_id!r})"

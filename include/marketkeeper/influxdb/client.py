@@ -315,9 +315,7 @@ class InfluxDBClient:
         """
         return self.write_lines((point.to_line() for point in points), precision="ns")
 
-    def query(
-        self, q: str, *, params: Mapping[str, object] | None = None, epoch: str | None = "ns"
-    ) -> list[Series]:
+    def query(self, q: str, *, params: Mapping[str, object] | None = None, epoch: str | None = "ns") -> list[Series]:
         """Run InfluxQL and return the series of every statement, in order.
 
         :param q: one or more statements; values belong in ``$name`` placeholders bound by ``params``,

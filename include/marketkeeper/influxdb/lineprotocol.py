@@ -250,11 +250,7 @@ def format_lines(
     times = [_format_time(t) for t in times_ns] if times_ns is not None else [""] * length
 
     head = escape_measurement(measurement)
-    keys = (
-        [head + "".join(parts) for parts in zip(*tag_columns, strict=True)]
-        if tag_columns
-        else [head] * length
-    )
+    keys = [head + "".join(parts) for parts in zip(*tag_columns, strict=True)] if tag_columns else [head] * length
     if any(None in column for column in field_columns):
         field_texts = []
         for index, row in enumerate(zip(*field_columns, strict=True)):
@@ -264,6 +260,4 @@ def format_lines(
             field_texts.append(text)
     else:
         field_texts = list(map(",".join, zip(*field_columns, strict=True)))
-    return [
-        key + " " + text + time_text for key, text, time_text in zip(keys, field_texts, times, strict=True)
-    ]
+    return [key + " " + text + time_text for key, text, time_text in zip(keys, field_texts, times, strict=True)]

@@ -75,10 +75,6 @@ def session_scope(engine_or_factory: Engine | sessionmaker[Session]) -> Iterator
 
     :param engine_or_factory: an engine (a factory is made for it) or a factory from :func:`session_factory`.
     """
-    factory = (
-        engine_or_factory
-        if isinstance(engine_or_factory, sessionmaker)
-        else session_factory(engine_or_factory)
-    )
+    factory = engine_or_factory if isinstance(engine_or_factory, sessionmaker) else session_factory(engine_or_factory)
     with factory() as session, session.begin():
         yield session

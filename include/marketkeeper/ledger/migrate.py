@@ -76,9 +76,7 @@ def downgrade(url: str | None, revision: str) -> None:
     try:
         command.downgrade(alembic_config(url), revision)
     except CommandError as exc:
-        raise MigrationError(
-            f"could not downgrade the ledger at {_target(url)} to {revision}: {exc}"
-        ) from exc
+        raise MigrationError(f"could not downgrade the ledger at {_target(url)} to {revision}: {exc}") from exc
 
 
 def current(url: str | None = None) -> str | None:

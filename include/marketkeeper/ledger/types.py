@@ -127,9 +127,7 @@ class ExactNumeric(TypeDecorator[Decimal]):
 
 
 #: JSON on every backend, ``JSONB`` on PostgreSQL (indexable, compact). Python ``None`` is SQL NULL.
-JSONType: TypeEngine[Any] = sa.JSON(none_as_null=True).with_variant(
-    postgresql.JSONB(none_as_null=True), "postgresql"
-)
+JSONType: TypeEngine[Any] = sa.JSON(none_as_null=True).with_variant(postgresql.JSONB(none_as_null=True), "postgresql")
 
 
 def _enum_values(enum_cls: type[StrEnum]) -> list[str]:

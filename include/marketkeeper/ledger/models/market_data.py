@@ -113,18 +113,14 @@ class DataQualityRun(Base):
     run_id: Mapped[str | None] = mapped_column(sa.String(250))
     task_id: Mapped[str | None] = mapped_column(sa.String(250))
 
-    quarantined: Mapped[list[QuarantinedCandle]] = relationship(
-        back_populates="data_quality_run", passive_deletes=True
-    )
+    quarantined: Mapped[list[QuarantinedCandle]] = relationship(back_populates="data_quality_run", passive_deletes=True)
 
 
 class QuarantinedCandle(Base):
     """A candle that failed validation, kept verbatim (``raw_row``) with the expectation it broke."""
 
     __tablename__ = "quarantined_candles"
-    __table_args__ = (
-        sa.Index("ix_quarantined_candles_series", "exchange", "symbol", "timeframe", "open_time"),
-    )
+    __table_args__ = (sa.Index("ix_quarantined_candles_series", "exchange", "symbol", "timeframe", "open_time"),)
 
     id: Mapped[int] = mapped_column(BigIntKey, primary_key=True)
     exchange: Mapped[str] = mapped_column(sa.String(32))

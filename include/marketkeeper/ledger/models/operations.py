@@ -68,9 +68,7 @@ class SystemEvent(UUIDPrimaryKey, Base):
     severity: Mapped[EventSeverity] = mapped_column(enum_type(EventSeverity, "event_severity"))
     message: Mapped[str] = mapped_column(sa.Text())
     symbol: Mapped[str | None] = mapped_column(sa.String(32))
-    trade_id: Mapped[uuid.UUID | None] = mapped_column(
-        sa.ForeignKey("trades.id", ondelete="SET NULL"), index=True
-    )
+    trade_id: Mapped[uuid.UUID | None] = mapped_column(sa.ForeignKey("trades.id", ondelete="SET NULL"), index=True)
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)
     timestamp: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -96,9 +94,7 @@ class BackupRun(Base):
     destination: Mapped[str] = mapped_column(sa.String(1000))
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None]
-    status: Mapped[BackupStatus] = mapped_column(
-        enum_type(BackupStatus, "backup_status"), default=BackupStatus.RUNNING
-    )
+    status: Mapped[BackupStatus] = mapped_column(enum_type(BackupStatus, "backup_status"), default=BackupStatus.RUNNING)
     size_bytes: Mapped[int | None] = mapped_column(sa.BigInteger())
     sha256: Mapped[str | None] = mapped_column(sa.String(64))
     verified_at: Mapped[datetime | None]

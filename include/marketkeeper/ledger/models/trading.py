@@ -47,9 +47,7 @@ class User(UUIDPrimaryKey, Timestamps, Base):
     bot_instances: Mapped[list[BotInstance]] = relationship(
         back_populates="user", cascade="all, delete-orphan", passive_deletes=True
     )
-    balance_snapshots: Mapped[list[BalanceSnapshot]] = relationship(
-        back_populates="user", passive_deletes="all"
-    )
+    balance_snapshots: Mapped[list[BalanceSnapshot]] = relationship(back_populates="user", passive_deletes="all")
     alerts: Mapped[list[Alert]] = relationship(
         back_populates="user", cascade="all, delete-orphan", passive_deletes=True
     )
@@ -138,12 +136,13 @@ class Position(UUIDPrimaryKey, Timestamps, Base):
 
 
 class BalanceSnapshot(UUIDPrimaryKey, Base):
+    """One account's balance of one currency at one instant; a re-run snapshot replaces, never duplicates."""
+
     __tablename__ = "balance_snapshots"
     __table_args__ = (
-        # Serves "latest snapshot of (user, exchange, currency)": an index scan backwards, one row.
-        sa.Index(
-            "ix_balance_snapshots_user_exchange_currency_ts", "user_id", "exchange", "currency", "timestamp"
-        ),
+        # One row per account, currency and instant; its index also serves "latest snapshot of
+        # (user, exchange, currency)": an index scan backwards, one row.
+        sa.UniqueConstraint("user_id", "exchange", "currency", "timestamp"),
     )
 
     user_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("users.id", ondelete="RESTRICT"))
@@ -201,7 +200,23 @@ class PerformanceMetrics(UUIDPrimaryKey, Base):
     total_pnl: Mapped[Decimal] = mapped_column(default=_ZERO)
     win_rate: Mapped[float] = mapped_column(sa.Double(), default=0.0)
     sharpe_ratio: Mapped[float | None] = mapped_column(sa.Double())
+    #: A non-positive fraction of the peak equity (-0.25: 25% below the peak), as empyrical.
     max_drawdown: Mapped[float | None] = mapped_column(sa.Double())
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Added by revision 0002; NULL on rows rolled up before it. See marketkeeper.rollups for the conventions.
+    gross_profit: Mapped[Decimal | None]
+    gross_loss: Mapped[Decimal | None]
+    total_fees: Mapped[Decimal | None]
+    avg_win: Mapped[Decimal | None]
+    avg_loss: Mapped[Decimal | None]
+    largest_win: Mapped[Decimal | None]
+    largest_loss: Mapped[Decimal | None]
+    profit_factor: Mapped[float | None] = mapped_column(sa.Double())
+    expectancy: Mapped[Decimal | None]
+    sortino_ratio: Mapped[float | None] = mapped_column(sa.Double())
+    calmar_ratio: Mapped[float | None] = mapped_column(sa.Double())
+    #: Closing equity of the day in ``equity_currency``, from the balance snapshots.
+    equity: Mapped[Decimal | None]
+    equity_currency: Mapped[str | None] = mapped_column(sa.String(16))
 
     bot_instance: Mapped[BotInstance] = relationship(back_populates="performance_metrics")
