@@ -34,9 +34,15 @@ CANDLES_ALIAS = AssetAlias("marketkeeper_candles")
 @task
 def plan(**context: Any) -> list[dict[str, Any]]:
     """Sync the declared markets into the ledger and return the active ones (or the selected ones)."""
-    from marketkeeper.airflow.ingestion import plan_markets
+    from airflow.sdk.exceptions import AirflowFailException
 
-    return plan_markets(context["params"]["markets"])
+    from marketkeeper.airflow.ingestion import plan_markets
+    from marketkeeper.errors import ConfigurationError
+
+    try:
+        return plan_markets(context["params"]["markets"])
+    except ConfigurationError as exc:  # a bad declaration or form does not fix itself: fail now, no retries
+        raise AirflowFailException(str(exc)) from exc
 
 
 @task(pool="exchange_api", outlets=[CANDLES_ALIAS], map_index_template="{{ market_label }}")

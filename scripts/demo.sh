@@ -46,7 +46,11 @@ end = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 print((end - timedelta(days=$days)).isoformat(), end.isoformat())")
 
 mapfile -t dag_ids < <(scripts/airflow.sh dags list --local -o json 2>"$logs/airflow-dags-list.log" |
-  python -c 'import json, sys; print("\n".join(sorted(d["dag_id"] for d in json.load(sys.stdin))))')
+  python -c '
+import json, sys
+# Airflow prints warnings on stdout too: the listing is the line that holds the JSON array.
+listing = next(line for line in sys.stdin if line.startswith("["))
+print("\n".join(sorted(d["dag_id"] for d in json.loads(listing))))')
 [ ${#dag_ids[@]} -gt 0 ] || { echo "no DAGs found; see $logs/airflow-dags-list.log" >&2; exit 1; }
 # Ingest first, so the gap and rollup DAGs see its candles.
 ordered=(ohlcv_ingest)
