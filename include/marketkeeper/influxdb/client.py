@@ -14,13 +14,13 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from gzip import compress as gzip_compress
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
+from zlib_ng import gzip_ng  # zlib-ng: the same gzip stream as the stdlib's, about twice as fast
 
 from marketkeeper.errors import ConfigurationError, MarketkeeperError, StoreUnavailableError
 from marketkeeper.influxdb.influxql import format_time, quote_identifier
@@ -273,7 +273,7 @@ class InfluxDBClient:
         headers = {"Content-Type": "text/plain; charset=utf-8"}
         if self.gzip:
             # Level 1: line protocol still shrinks several-fold, and compressing stays cheaper than sending.
-            body = gzip_compress(body, compresslevel=1)
+            body = gzip_ng.compress(body, compresslevel=1)
             headers["Content-Encoding"] = "gzip"
         response = self._request("POST", "/write", params=params, data=body, headers=headers)
         if response.ok:
