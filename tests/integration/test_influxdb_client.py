@@ -340,3 +340,10 @@ def test_from_settings() -> None:
         assert client.org == "acme"
         assert client.batch_size == 10
         assert client.session.headers["Authorization"] == "Token tok"
+
+
+def test_the_first_write_creates_a_missing_database(influxdb_client: InfluxDBClient) -> None:
+    influxdb_client.drop_database()
+    assert influxdb_client.write_lines(["probe,tag=a value=1 1000000000"]) == 1
+    series = influxdb_client.query('SELECT "value" FROM "probe"')
+    assert series[0].values == [[1000000000, 1.0]]

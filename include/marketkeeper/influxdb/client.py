@@ -302,7 +302,16 @@ class InfluxDBClient:
         params = self._write_params(precision)
         written = 0
         for batch in _batches(lines, self.batch_size):
-            self._post_batch(batch, params, written)
+            try:
+                self._post_batch(batch, params, written)
+            except InfluxDBWriteError as exc:
+                # A fresh deployment has no database yet: create it (idempotent) and send the batch again.
+                # InfluxDB 2.x/3.x answer the CREATE with an error naming the missing DBRP mapping instead.
+                if exc.status != 404 or "database not found" not in exc.server_message:
+                    raise
+                log.info("InfluxDB database %s does not exist; creating it", self.database)
+                self.create_database()
+                self._post_batch(batch, params, written)
             written += len(batch)
             log.debug("wrote %d lines to InfluxDB database %s", len(batch), self.database)
         return written
