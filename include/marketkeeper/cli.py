@@ -127,6 +127,12 @@ SymbolOpt = Annotated[str, typer.Option("--symbol", "-s", help="Unified symbol, 
 TimeframeOpt = Annotated[str, typer.Option("--timeframe", "-t", help="1m 3m 5m 15m 30m 1h 2h 4h 6h 8h 12h 1d 1w 1M.")]
 StartOpt = Annotated[str, typer.Option("--start", help="First open time, inclusive (ISO 8601; UTC if no offset).")]
 EndOpt = Annotated[str, typer.Option("--end", help="Last open time, exclusive (ISO 8601; UTC if no offset).")]
+SourceOpt = Annotated[
+    str, typer.Option("--source", help="ccxt | files:DIR | synthetic[:SEED] (default ccxt on --exchange).")
+]
+MaxFailedOpt = Annotated[
+    float, typer.Option(help="Fail when a window's share of rows failing the quality gate exceeds this.")
+]
 
 
 @app.command()
@@ -136,12 +142,8 @@ def ingest(
     start: StartOpt,
     end: EndOpt,
     timeframe: TimeframeOpt = "1m",
-    source: Annotated[
-        str, typer.Option("--source", help="ccxt | files:DIR | synthetic[:SEED] (default ccxt on --exchange).")
-    ] = "ccxt",
-    max_failed_fraction: Annotated[
-        float, typer.Option(help="Fail when a window's share of rows failing the quality gate exceeds this.")
-    ] = 0.01,
+    source: SourceOpt = "ccxt",
+    max_failed_fraction: MaxFailedOpt = 0.01,
 ) -> None:
     """Fetch candles into the configured store through the quality gate, in-process, as the DAG does.
 
@@ -489,16 +491,12 @@ def backfill(
     start: StartOpt,
     end: EndOpt,
     timeframe: TimeframeOpt = "1m",
-    source: Annotated[
-        str, typer.Option("--source", help="ccxt | files:DIR | synthetic[:SEED] (default ccxt on --exchange).")
-    ] = "ccxt",
+    source: SourceOpt = "ccxt",
     force: Annotated[
         bool, typer.Option("--force/--only-gaps", help="Re-fetch the whole range, or (default) only what is missing.")
     ] = False,
     retry_source_empty: Annotated[bool, typer.Option(help="Also retry gaps the source had nothing for.")] = False,
-    max_failed_fraction: Annotated[
-        float, typer.Option(help="Fail when a window's share of rows failing the quality gate exceeds this.")
-    ] = 0.01,
+    max_failed_fraction: MaxFailedOpt = 0.01,
     wait: Annotated[float, typer.Option(help="Seconds to wait for the series lock if another writer holds it.")] = 0.0,
     via: Annotated[str, typer.Option("--via", help="local (in-process) | airflow (ask a running Airflow).")] = "local",
     airflow_url: Annotated[
