@@ -99,3 +99,36 @@ def test_health_with_nothing_configured_reports_embedded_defaults(tmp_path: Path
     assert by_store["ledger"]["ok"] and by_store["ledger"]["version"].startswith("sqlite")
     assert not by_store["influxdb"]["configured"]
     assert not by_store["redis"]["configured"]
+
+
+def test_ingest_then_read_back_through_the_cli(pg_url: str, tmp_path: Path) -> None:
+    env = {"DATABASE_URL": pg_url, "MARKETKEEPER_HOME": str(tmp_path)}
+    assert run_cli("db", "upgrade", env=env, cwd=tmp_path).returncode == 0
+    series = ["-e", "binance", "-s", "SOL/USDT", "-t", "1m", "--start", "2024-05-06T00:00", "--end", "2024-05-06T01:00"]
+
+    first = run_cli("ingest", *series, "--source", "synthetic:5", env=env, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert "60 fetched, 60 written, 0 quarantined, 0 skipped" in first.stdout
+    again = run_cli("ingest", *series, "--source", "synthetic:5", env=env, cwd=tmp_path)
+    assert "60 fetched, 60 written, 0 quarantined, 0 skipped" in again.stdout
+
+    as_json = run_cli("candles", *series, "--format", "json", env=env, cwd=tmp_path)
+    assert as_json.returncode == 0, as_json.stderr
+    rows = json.loads(as_json.stdout)
+    assert len(rows) == 60
+    assert rows[0]["open_time"] == "2024-05-06T00:00:00+00:00"
+    assert all(r["low"] <= min(r["open"], r["close"]) <= max(r["open"], r["close"]) <= r["high"] for r in rows)
+    as_csv = run_cli("candles", *series, "--format", "csv", env=env, cwd=tmp_path)
+    assert as_csv.stdout.splitlines()[0].startswith("open_time,open,high,low,close,volume")
+    assert len(as_csv.stdout.splitlines()) == 61
+
+
+def test_ingest_refuses_a_start_after_the_end_and_an_unknown_source(tmp_path: Path) -> None:
+    env = {"MARKETKEEPER_HOME": str(tmp_path)}
+    series = ["-e", "binance", "-s", "BTC/USDT", "--source", "synthetic"]
+    backwards = run_cli("ingest", *series, "--start", "2024-05-02", "--end", "2024-05-01", env=env, cwd=tmp_path)
+    assert backwards.returncode == 1 and "must be before --end" in backwards.stderr
+    days = ["--start", "2024-05-01", "--end", "2024-05-02"]
+    unknown = run_cli("ingest", "-e", "binance", "-s", "BTC/USDT", "--source", "ftp:x", *days, env=env, cwd=tmp_path)
+    assert unknown.returncode == 1 and "unknown source 'ftp:x'" in unknown.stderr
+    assert "Traceback" not in backwards.stderr + unknown.stderr
