@@ -2,17 +2,20 @@
 ### ohlcv_gaps
 
 Finds every missing candle of every active market, records it in the gap registry (`candle_gaps`) and
-re-fetches what the source has, one mapped task per market and step.
+re-fetches what the source has, one mapped task per market.
 
-* **detect**: holes from the market's first date (or the last `window_days`) to the last closed candle are
-  recorded; holes filled since by any path are marked `filled`.
-* **backfill**: `open` gaps, and `failed` gaps past their backoff, are fetched through the same source, quality
-  gate and store as `ohlcv_ingest`, under a per-series lock; each outcome is recorded (`filled`,
-  `partially_filled`, `source_empty` after repeated empty answers, `failed` with the error). `source_empty`
-  gaps rest unless **retry_source_empty** is set.
-* **verify**: detects again and updates the registry; the run fails naming each market whose gaps failed.
+* **repair** (per market, under the series lock): detect the holes over the window (from the market's
+  `first_date`, else its first stored candle, else the last 30 days; or the `start`/`end` or `window_days`
+  params) and record them; fetch the `open` gaps, and the `failed` ones past their backoff, through the same
+  source, quality gate and store as `ohlcv_ingest`; record each outcome (`filled`, `partially_filled`,
+  `source_empty` after repeated empty answers, `failed` with the error); detect again. The series is scanned
+  twice: before and after. `source_empty` gaps rest unless **retry_source_empty** is set.
+* **summary** fails the run naming each market whose gaps failed (the gaps are recorded `failed` with the
+  error and retried with backoff on later runs).
 * **Assets.** Every range a backfill wrote emits an event through the alias `marketkeeper_candles`, as
   ingestion does (extra: market, timeframe, start, end, rows, origin=backfill).
+
+`marketkeeper backfill --via airflow` triggers this DAG for one series and window.
 """
 
 from __future__ import annotations
@@ -20,62 +23,41 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from airflow.sdk import AssetAlias, Param, dag, get_current_context, task
+from airflow.sdk import Param, dag, task
 
-CANDLES_ALIAS = AssetAlias("marketkeeper_candles")
+from marketkeeper.airflow.dag_glue import (
+    CANDLES_ALIAS,
+    default_args,
+    markets_param,
+    max_failed_fraction_param,
+    time_param,
+)
 
 
 @task
 def plan(**context: Any) -> list[dict[str, Any]]:
     """Sync the declared markets into the ledger and return the active (or selected) ones."""
-    from marketkeeper.airflow.gaps import plan_markets
+    from marketkeeper.airflow.dag_glue import fail_fast
+    from marketkeeper.airflow.ingestion import plan_markets
 
-    return plan_markets(context["params"]["markets"])
-
-
-@task(map_index_template="{{ market_label }}")
-def detect(market: dict[str, Any], **context: Any) -> dict[str, Any]:
-    """Detect one market's holes and record them."""
-    from marketkeeper.airflow.gaps import detect_market
-    from marketkeeper.airflow.ingestion import market_label
-    from marketkeeper.markets import MarketSpec
-
-    # The map index template reads the live context; ``context`` here is a copy of it.
-    get_current_context()["market_label"] = market_label(MarketSpec.model_validate(market))
-    return detect_market(market, window_days=context["params"]["window_days"])
+    with fail_fast():
+        return plan_markets(context["params"]["markets"])
 
 
-@task(pool="exchange_api", outlets=[CANDLES_ALIAS], map_index_template="{{ market_label }}")
-def backfill(detected: dict[str, Any], **context: Any) -> dict[str, Any]:
-    """Backfill one market's due gaps; emit an Asset event per range written."""
+@task(pool="exchange_api", outlets=[CANDLES_ALIAS], map_index_template="{{ map_label }}")
+def repair(market: dict[str, Any], **context: Any) -> dict[str, Any]:
+    """Detect one market's holes, backfill the due ones, detect again; emit an Asset event per range written."""
     from airflow.sdk import Asset
 
-    from marketkeeper.airflow.gaps import asset_events, backfill_market
-    from marketkeeper.airflow.ingestion import market_label
-    from marketkeeper.markets import MarketSpec
+    from marketkeeper.airflow.dag_glue import airflow_ids, fail_fast, set_map_label
+    from marketkeeper.airflow.gaps import repair_market
 
-    spec = MarketSpec.model_validate(detected["market"])
-    get_current_context()["market_label"] = market_label(spec)
-    ti = context["ti"]
-    summary, report = backfill_market(
-        detected,
-        retry_source_empty=bool(context["params"]["retry_source_empty"]),
-        max_failed_fraction=float(context["params"]["max_failed_fraction"]),
-        airflow={"dag_id": ti.dag_id, "run_id": ti.run_id, "task_id": ti.task_id},
-    )
-    for name, uri, extra in asset_events(spec, report):
-        context["outlet_events"][CANDLES_ALIAS].add(Asset(name=name, uri=uri), extra=extra)
-    return {"market": detected["market"], "backfill": summary}
-
-
-@task(map_index_template="{{ market_label }}")
-def verify(result: dict[str, Any], **context: Any) -> dict[str, Any]:
-    """Detect again over the same window and update the registry; returns the backfill summary."""
-    from marketkeeper.airflow.gaps import detect_market
-
-    get_current_context()["market_label"] = result["backfill"]["label"]
-    after = detect_market(result["market"], window_days=context["params"]["window_days"])
-    return {**result["backfill"], "missing_after": after["detection"]["missing"]}
+    set_map_label(f"{market['exchange']}:{market['symbol']}:{market['base_timeframe']}")
+    with fail_fast():
+        summary, events = repair_market(market, context["params"], airflow=airflow_ids(context))
+    for event in events:
+        context["outlet_events"][CANDLES_ALIAS].add(Asset(name=event["name"], uri=event["uri"]), extra=event["extra"])
+    return dict(summary)
 
 
 @task
@@ -88,8 +70,9 @@ def summary(reports: list[dict[str, Any]]) -> dict[str, int]:
     log = logging.getLogger("airflow.task")
     for r in reports:
         log.info(
-            "%s: %s gap(s) attempted, %s filled, %s written, %s failed, %s missing after",
-            r["label"], r["gaps_attempted"], r["filled"], r["written"], r["failed"], r["missing_after"],
+            "%s [%s, %s) from %s: %s gap(s) attempted, %s filled, %s written, %s failed, %s missing after",
+            r["label"], r["window_start"], r["window_end"], r["origin"], r["gaps_attempted"], r["filled"],
+            r["written"], r["failed"], r["missing_after"],
         )  # fmt: skip
     return raise_on_failures(reports)
 
@@ -103,20 +86,11 @@ def summary(reports: list[dict[str, Any]]) -> dict[str, int]:
     dagrun_timeout=timedelta(hours=6),
     doc_md=__doc__,
     tags=["marketkeeper", "ohlcv", "gaps"],
-    default_args={
-        "owner": "marketkeeper",
-        "retries": 2,
-        "retry_delay": timedelta(minutes=5),
-        "retry_exponential_backoff": True,
-    },
+    default_args=default_args(retries=2, retry_delay=timedelta(minutes=5)),
     params={
-        "markets": Param(
-            [],
-            type="array",
-            items={"type": "string"},
-            title="Markets",
-            description="exchange:symbol or exchange:symbol:timeframe, one per line; empty = every active market.",
-        ),
+        "markets": markets_param(),
+        "start": time_param("Window start (UTC)", "Empty = the market's first date (or window_days)."),
+        "end": time_param("Window end (UTC)", "Empty = the last closed candle."),
         "window_days": Param(
             None,
             type=["null", "integer"],
@@ -130,12 +104,11 @@ def summary(reports: list[dict[str, Any]]) -> dict[str, int]:
             title="Retry source_empty gaps",
             description="Also retry gaps the source had nothing for (normally they rest for 30 days).",
         ),
-        "max_failed_fraction": Param(0.01, type="number", minimum=0, maximum=1, title="Max failed fraction"),
+        "max_failed_fraction": max_failed_fraction_param(),
     },
 )
 def ohlcv_gaps() -> None:
-    detected = detect.expand(market=plan())
-    summary(verify.expand(result=backfill.expand(detected=detected)))
+    summary(repair.expand(market=plan()))
 
 
 ohlcv_gaps()

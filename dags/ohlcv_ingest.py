@@ -5,18 +5,22 @@ Ingests closed OHLCV candles of every active market into the candle store, one m
 
 * **Markets** come from `include/config/markets.yaml`, or from the Airflow Variable `marketkeeper_markets`
   (same YAML/JSON shape) when it is set; each run syncs them into the ledger's `markets` table.
-* **Interval.** Each run covers its data interval `[data_interval_start, data_interval_end)` (hourly, on an
-  interval timetable), so `airflow backfill create --dag-id ohlcv_ingest --from-date ... --to-date ...`
-  re-runs any past window safely: the store upserts, the quality gate replaces its own evidence, Redis only
-  moves forward.
+* **Interval.** Each run ingests the candles that *closed* during its data interval
+  `(data_interval_start, data_interval_end]` (hourly, on an interval timetable): every 1m and 1h candle of the
+  hour, and a 4h, 1d, 1w or 1M candle in the run at whose end it closes. Consecutive runs, and
+  `airflow backfill create --dag-id ohlcv_ingest --from-date ... --to-date ...` over any range, cover every
+  candle exactly once; re-running a window is safe: the store upserts, the quality gate replaces its own
+  evidence, Redis only moves forward.
 * **Quality gate.** Every batch passes a Great Expectations checkpoint; failing rows go to
   `quarantined_candles`, each window writes a `data_quality_runs` row, and a window whose failing share exceeds
   `max_failed_fraction` fails the task naming market, range and expectation.
 * **Redis** (when `marketkeeper_redis_default` exists): latest candle per series, a message per write, the
   watermark. A Redis failure is logged and recorded as a system event; the candles are still stored.
 * **Assets.** Each market that wrote candles emits an event for `marketkeeper://candles/{exchange}/{symbol}/{tf}`
-  through the alias `marketkeeper_candles` (extra: market, timeframe, start, end, rows...).
-* **Manual runs** (Trigger DAG w/ config): pick markets and an explicit `start`/`end` (ISO 8601, UTC).
+  through the alias `marketkeeper_candles` (extra: market, timeframe, start, end of the written open times,
+  rows, origin=ingest).
+* **Manual runs** (Trigger DAG w/ config): pick markets and an explicit `start`/`end` of open times (ISO
+  8601, UTC). A bad selection fails at once, without retries.
 
 Exchange calls share the `exchange_api` pool.
 """
@@ -26,53 +30,52 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from airflow.sdk import AssetAlias, CronDataIntervalTimetable, Param, dag, get_current_context, task
+from airflow.sdk import CronDataIntervalTimetable, dag, task
 
-CANDLES_ALIAS = AssetAlias("marketkeeper_candles")
+from marketkeeper.airflow.dag_glue import (
+    CANDLES_ALIAS,
+    default_args,
+    markets_param,
+    max_failed_fraction_param,
+    time_param,
+)
 
 
 @task
 def plan(**context: Any) -> list[dict[str, Any]]:
     """Sync the declared markets into the ledger and return the active ones (or the selected ones)."""
-    from airflow.sdk.exceptions import AirflowFailException
-
+    from marketkeeper.airflow.dag_glue import fail_fast
     from marketkeeper.airflow.ingestion import plan_markets
-    from marketkeeper.errors import ConfigurationError
 
-    try:
+    with fail_fast():
         return plan_markets(context["params"]["markets"])
-    except ConfigurationError as exc:  # a bad declaration or form does not fix itself: fail now, no retries
-        raise AirflowFailException(str(exc)) from exc
 
 
-@task(pool="exchange_api", outlets=[CANDLES_ALIAS], map_index_template="{{ market_label }}")
-def ingest(market: dict[str, Any], **context: Any) -> dict[str, object]:
-    """Ingest one market over the run's data interval, or over the explicit start/end params."""
+@task(pool="exchange_api", outlets=[CANDLES_ALIAS], map_index_template="{{ map_label }}")
+def ingest(market: dict[str, Any], **context: Any) -> dict[str, Any]:
+    """Ingest one market's candles that closed in the run's data interval (or the explicit start/end)."""
     from airflow.sdk import Asset
 
-    from marketkeeper.airflow.ingestion import ingest_market, interval_for, market_label, series_asset_uri
-    from marketkeeper.markets import MarketSpec
+    from marketkeeper.airflow.dag_glue import airflow_ids, fail_fast, set_map_label
+    from marketkeeper.airflow.ingestion import ingest_market, interval_for
 
-    spec = MarketSpec.model_validate(market)
-    # map_index_template renders from the task's real context; **context is only a copy of it.
-    get_current_context()["market_label"] = market_label(spec)
-    start, end = interval_for(context)
-    ti = context["ti"]
-    report = ingest_market(
+    set_map_label(f"{market['exchange']}:{market['symbol']}:{market['base_timeframe']}")
+    with fail_fast():
+        start, end = interval_for(context, market)
+    summary, events = ingest_market(
         market,
         start,
         end,
         max_failed_fraction=float(context["params"]["max_failed_fraction"]),
-        airflow={"dag_id": ti.dag_id, "run_id": ti.run_id, "task_id": ti.task_id},
+        airflow=airflow_ids(context),
     )
-    if report.written:
-        asset = Asset(name=f"candles:{market_label(spec)}", uri=series_asset_uri(spec))
-        context["outlet_events"][CANDLES_ALIAS].add(asset, extra=report.as_dict())
-    return report.as_dict()
+    for event in events:
+        context["outlet_events"][CANDLES_ALIAS].add(Asset(name=event["name"], uri=event["uri"]), extra=event["extra"])
+    return dict(summary)
 
 
 @task
-def summary(reports: list[dict[str, object]]) -> dict[str, int]:
+def summary(reports: list[dict[str, Any]]) -> dict[str, int]:
     """Log one line per market and return the run's totals."""
     import logging
 
@@ -86,7 +89,7 @@ def summary(reports: list[dict[str, object]]) -> dict[str, int]:
         )  # fmt: skip
         totals["markets"] += 1
         for name in ("fetched", "written", "quarantined", "skipped"):
-            totals[name] += int(report[name])  # type: ignore[call-overload]
+            totals[name] += int(report[name])
     return totals
 
 
@@ -99,36 +102,12 @@ def summary(reports: list[dict[str, object]]) -> dict[str, int]:
     dagrun_timeout=timedelta(hours=2),
     doc_md=__doc__,
     tags=["marketkeeper", "ohlcv", "ingestion"],
-    default_args={
-        "owner": "marketkeeper",
-        "retries": 3,
-        "retry_delay": timedelta(minutes=2),
-        "retry_exponential_backoff": True,
-    },
+    default_args=default_args(),
     params={
-        "markets": Param(
-            [],
-            type="array",
-            items={"type": "string"},
-            title="Markets",
-            description="exchange:symbol or exchange:symbol:timeframe, one per line; empty = every active market.",
-        ),
-        "start": Param(
-            None,
-            type=["null", "string"],
-            format="date-time",
-            title="Start (UTC, inclusive)",
-            description="With End, replaces the run's data interval.",
-        ),
-        "end": Param(None, type=["null", "string"], format="date-time", title="End (UTC, exclusive)"),
-        "max_failed_fraction": Param(
-            0.01,
-            type="number",
-            minimum=0,
-            maximum=1,
-            title="Max failed fraction",
-            description="A window whose share of rows failing the quality gate exceeds this fails the task.",
-        ),
+        "markets": markets_param(),
+        "start": time_param("Start (UTC, inclusive)", "First open time; with End, replaces the data interval."),
+        "end": time_param("End (UTC, exclusive)", "Open times before this."),
+        "max_failed_fraction": max_failed_fraction_param(),
     },
 )
 def ohlcv_ingest() -> None:

@@ -1,5 +1,5 @@
 """``python -m marketkeeper`` is the ``marketkeeper`` console script."""
 
-from marketkeeper.cli import app
+from marketkeeper.cli import main
 
-app()
+main()

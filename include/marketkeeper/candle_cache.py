@@ -6,9 +6,10 @@ Redis is a cache here, never the system of record: callers store candles first, 
 Keys (under the client's prefix; ``{series}`` is ``exchange:symbol:timeframe``):
 
 - ``candle:latest:{series}``: a hash of the newest closed candle (``open_time`` ISO, ``open_time_ms``, prices,
-  volume). A backfill of older candles never replaces a newer one.
-- ``candle:watermark:{series}``: epoch milliseconds up to which (exclusive) the series has been ingested; it
-  only moves forward.
+  volume). A backfill of older candles never replaces a newer one; a corrected candle at the same open time
+  does.
+- ``candle:watermark:{series}``: epoch milliseconds of the close of the newest candle written (the exclusive
+  end of what is stored, never the end of a requested range that held no candles); it only moves forward.
 - channel ``candles:{series}``: one JSON message per successful write (series, range, rows, latest candle).
 """
 
@@ -24,13 +25,13 @@ from marketkeeper.candles import OPEN_TIME, REQUIRED_COLUMNS, SeriesKey
 from marketkeeper.redis_client import RedisClient
 from marketkeeper.timeframes import ensure_utc, to_ms
 
-# Set-if-newer in one round trip, so a concurrent backfill of old candles cannot overwrite a newer latest
-# candle, and the watermark only moves forward.
+# Set-if-not-older in one round trip, so a concurrent backfill of old candles cannot overwrite a newer latest
+# candle (a correction of the same candle does), and the watermark only moves forward.
 _PUBLISH_SCRIPT = """
 local newer = 0
 local t = tonumber(ARGV[1])
 local current = tonumber(redis.call('HGET', KEYS[1], 'open_time_ms') or '-1')
-if t > current then
+if t >= current then
   redis.call('HSET', KEYS[1], unpack(ARGV, 4))
   newer = 1
 end
@@ -59,10 +60,6 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def _series(key: SeriesKey) -> str:
-    return f"{key.exchange}:{key.symbol}:{key.timeframe}"
-
-
 class CandleCache:
     """Publishes written candles to Redis.
 
@@ -74,19 +71,20 @@ class CandleCache:
         self._script = client.raw.register_script(_PUBLISH_SCRIPT)
 
     def latest_key(self, key: SeriesKey) -> str:
-        return self.client.key("candle", "latest", _series(key))
+        return self.client.key("candle", "latest", str(key))
 
     def watermark_key(self, key: SeriesKey) -> str:
-        return self.client.key("candle", "watermark", _series(key))
+        return self.client.key("candle", "watermark", str(key))
 
     def channel(self, key: SeriesKey) -> str:
-        return self.client.key("candles", _series(key))
+        return self.client.key("candles", str(key))
 
     def publish_written(self, key: SeriesKey, frame: pd.DataFrame, *, start: datetime, end: datetime) -> bool:
         """Record that ``frame`` (closed candles of ``key`` in ``[start, end)``) was stored.
 
-        Updates the latest-candle hash if the frame's last candle is newer, moves the watermark to ``end``,
-        and publishes a message on the series channel. Returns whether the latest candle changed.
+        Updates the latest-candle hash unless Redis holds a newer one, moves the watermark to the close of the
+        frame's last candle, and publishes a message on the series channel. Returns whether the latest candle
+        was set.
 
         :raises redis.RedisError: Redis failed; the candles are stored regardless.
         """
@@ -108,7 +106,7 @@ class CandleCache:
         pairs = [item for pair in fields.items() for item in pair]
         newer = self._script(
             keys=[self.latest_key(key), self.watermark_key(key), self.channel(key)],
-            args=[fields["open_time_ms"], str(to_ms(end)), message, *pairs],
+            args=[fields["open_time_ms"], str(to_ms(key.timeframe.next_open(open_time))), message, *pairs],
         )
         return bool(newer)
 

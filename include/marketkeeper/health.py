@@ -1,20 +1,23 @@
-"""Round-trip checks of every configured store: reachable, how fast, which server version.
+"""The one store checker: reachable, round-trip latency, server version, for the ledger, InfluxDB and Redis.
 
-The CLI's ``marketkeeper health`` and the ``stores_check`` DAG both report through :func:`check_stores`.
+``marketkeeper health``, the ``stores_check`` DAG and the hooks' ``test_connection`` all report through
+:func:`check_stores` / :func:`check_client`, whatever built the clients (the environment or Connections).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from typing import Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from marketkeeper.errors import ConfigurationError, MarketkeeperError, StoreUnavailableError
-from marketkeeper.settings import Settings
+from marketkeeper.errors import MarketkeeperError, StoreUnavailableError
+from marketkeeper.store_set import StoreConfig
+
+__all__ = ["StoreHealth", "check_client", "check_ledger", "check_stores", "redact_url"]
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,14 @@ class StoreHealth:
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
+
+
+class Pingable(Protocol):
+    """A store client that answers a round trip (the InfluxDB and Redis clients)."""
+
+    def ping(self) -> object: ...
+
+    def close(self) -> None: ...
 
 
 def redact_url(url: str) -> str:
@@ -53,8 +64,14 @@ def check_ledger(url: str) -> StoreHealth:
     """``SELECT 1`` round trip on the ledger database and its server version."""
     from marketkeeper.ledger.engine import create_ledger_engine
 
-    target = make_url(url).render_as_string(hide_password=True)
-    engine = create_ledger_engine(url)
+    try:
+        target = make_url(url).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:
+        target = "(unparseable URL)"
+    try:
+        engine = create_ledger_engine(url)
+    except MarketkeeperError as exc:
+        return StoreHealth("ledger", True, False, target, error=_one_line(exc))
     try:
         with engine.connect() as conn:
             started = time.perf_counter()
@@ -70,13 +87,17 @@ def check_ledger(url: str) -> StoreHealth:
     return StoreHealth("ledger", True, True, target, version=version, latency_ms=latency_ms)
 
 
-def _check_ping(store: str, target: str, ping: Callable[[], object]) -> StoreHealth:
+def check_client(store: str, target: str, client: Pingable) -> StoreHealth:
+    """Round-trip ``client`` (which this call closes); a server that answers with an error is down to us."""
+    target = redact_url(target)
     try:
-        info = ping()
+        info = client.ping()
     except StoreUnavailableError as exc:
         return StoreHealth(store, True, False, target, error=exc.cause)
-    except MarketkeeperError as exc:  # a server that answers with an error (bad credentials, say) is down to us
+    except MarketkeeperError as exc:
         return StoreHealth(store, True, False, target, error=_one_line(exc))
+    finally:
+        client.close()
     return StoreHealth(
         store,
         True,
@@ -87,34 +108,24 @@ def _check_ping(store: str, target: str, ping: Callable[[], object]) -> StoreHea
     )
 
 
-def check_influxdb(settings: Settings) -> StoreHealth:
-    if not settings.influxdb_url:
-        return StoreHealth("influxdb", False, True, error="INFLUXDB_URL not set: candles go to the SQL store")
-    from marketkeeper.influxdb import InfluxDBClient
-
-    client = InfluxDBClient.from_settings(settings)
-    try:
-        return _check_ping("influxdb", redact_url(settings.influxdb_url), client.ping)
-    finally:
-        client.close()
+def _target(client: object) -> str:
+    return redact_url(str(getattr(client, "url", "") or getattr(client, "target", "") or ""))
 
 
-def check_redis(settings: Settings) -> StoreHealth:
-    if settings.redis_url is None:
-        return StoreHealth("redis", False, True, error="REDIS_URL not set: no cache, locks in the ledger")
-    from marketkeeper.redis_client import RedisClient
+def check_stores(config: StoreConfig) -> list[StoreHealth]:
+    """Check the ledger, InfluxDB and Redis as ``config`` names them, in that order.
 
-    url = settings.redis_url.get_secret_value()
-    try:
-        client = RedisClient(url)
-    except ValueError as exc:
-        raise ConfigurationError(f"REDIS_URL is not a valid Redis URL: {exc}") from exc
-    try:
-        return _check_ping("redis", redact_url(url), client.ping)
-    finally:
-        client.close()
-
-
-def check_stores(settings: Settings) -> list[StoreHealth]:
-    """Check the ledger, InfluxDB and Redis as ``settings`` configure them, in that order."""
-    return [check_ledger(settings.ledger_url), check_influxdb(settings), check_redis(settings)]
+    :raises ConfigurationError: a store's settings cannot even build a client (e.g. a malformed URL).
+    """
+    results = [check_ledger(config.ledger_url)]
+    if config.influxdb is None:
+        results.append(StoreHealth("influxdb", False, True, error=config.absent.get("influxdb", "not configured")))
+    else:
+        influxdb = config.influxdb()
+        results.append(check_client("influxdb", _target(influxdb), influxdb))
+    if config.redis is None:
+        results.append(StoreHealth("redis", False, True, error=config.absent.get("redis", "not configured")))
+    else:
+        redis = config.redis()
+        results.append(check_client("redis", _target(redis), redis))
+    return results

@@ -1,7 +1,8 @@
 """Ingestion of one series over ``[start, end)``: source -> quality gate -> candle store -> Redis.
 
-The DAG ``ohlcv_ingest``, ``marketkeeper ingest`` and (later) backfills call :func:`ingest_range`. It is
-idempotent over its range: the store upserts, the quality gate replaces the evidence it recorded for the same
+The service functions (:mod:`marketkeeper.services.ingest`, :mod:`marketkeeper.services.gaps`) call
+:func:`ingest_range` under their series lock; it checks the lock is still held before every window's write.
+It is idempotent over its range: the store upserts, the quality gate replaces the evidence it recorded for the same
 series and window, and Redis only moves forward. A failed store write raises, so the task fails and a retry
 redoes the range; a Redis failure is logged and recorded as a system event, never a lost write.
 """
@@ -20,9 +21,11 @@ import sqlalchemy as sa
 from marketkeeper.candle_cache import CandleCache
 from marketkeeper.candles import OPEN_TIME, SeriesKey, empty_frame
 from marketkeeper.errors import MarketkeeperError
-from marketkeeper.ledger import SystemEvent, session_scope
+from marketkeeper.ledger import session_scope
 from marketkeeper.ledger.models.enums import EventSeverity
+from marketkeeper.locks import SeriesLock
 from marketkeeper.quality import check_candles, enforce_threshold, record_gate
+from marketkeeper.repositories import unit_of_work
 from marketkeeper.sources.base import CandleSource, Reject, rejects_frame
 from marketkeeper.stores.base import CandleStore
 from marketkeeper.timeframes import check_range
@@ -46,7 +49,6 @@ class IngestReport:
     skipped: int = 0
     first_written: datetime | None = None
     last_written: datetime | None = None
-    quality_run_ids: list[int] = field(default_factory=list)
     cache_errors: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, object]:
@@ -88,6 +90,7 @@ def ingest_range(
     now: datetime | None = None,
     airflow: Mapping[str, str] | None = None,
     progress: Callable[[IngestReport], None] | None = None,
+    lock: SeriesLock | None = None,
 ) -> IngestReport:
     """Fetch, check, store and announce the candles of ``key`` with open times in ``[start, end)``.
 
@@ -100,6 +103,8 @@ def ingest_range(
     :param now: the clock for "not in the future" (default: the current time).
     :param airflow: dag_id/run_id/task_id recorded with each quality run.
     :param progress: called after each window with the running report.
+    :param lock: the caller's series lock; checked before every window's write.
+    :raises SeriesLockLostError: the lock was lost (expired, its connection died): nothing more is written.
     :raises QualityGateError: a window failed the gate beyond the threshold (its evidence is recorded).
     :raises SourceError: the source could not deliver (names source, series and range).
     :raises CandleStoreError: the store write failed.
@@ -111,15 +116,15 @@ def ingest_range(
         frame, rejects = _fetch(source, key, window_start, window_end)
         result = check_candles(key, frame, now=clock, max_failed_fraction=max_failed_fraction, rejects=rejects)
         with session_scope(ledger) as session:
-            run = record_gate(session, key, window_start, window_end, result, source=source.name, airflow=airflow)
-            run_id = run.id
+            record_gate(session, key, window_start, window_end, result, source=source.name, airflow=airflow)
         enforce_threshold(result, key, window_start, window_end, max_failed_fraction)
+        if lock is not None:
+            lock.ensure_held()
         written = store.write(key, result.passed)
         report.fetched += result.rows_in
         report.written += written
         report.quarantined += result.rows_failed
         report.skipped += result.rows_skipped
-        report.quality_run_ids.append(run_id)
         if written:
             times = result.passed[OPEN_TIME]
             first, last = times.min().to_pydatetime(), times.max().to_pydatetime()
@@ -171,20 +176,18 @@ def _announce(
         cause = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         log.warning("candles of %s stored, but the Redis update failed: %s", key, cause)
         report.cache_errors.append(cause)
-        with session_scope(ledger) as session:
-            session.add(
-                SystemEvent(
-                    event_type="cache_update_failed",
-                    severity=EventSeverity.WARNING,
-                    message=f"candles of {key} in [{start.isoformat()}, {end.isoformat()}) stored; "
-                    f"Redis update failed: {cause}",
-                    symbol=key.symbol,
-                    details={
-                        "exchange": key.exchange,
-                        "timeframe": str(key.timeframe),
-                        "start": start.isoformat(),
-                        "end": end.isoformat(),
-                        "rows": len(frame),
-                    },
-                )
+        with unit_of_work(ledger) as repos:
+            repos.events.create(
+                event_type="cache_update_failed",
+                severity=EventSeverity.WARNING,
+                message=f"candles of {key} in [{start.isoformat()}, {end.isoformat()}) stored; "
+                f"Redis update failed: {cause}",
+                symbol=key.symbol,
+                details={
+                    "exchange": key.exchange,
+                    "timeframe": str(key.timeframe),
+                    "start": start.isoformat(),
+                    "end": end.isoformat(),
+                    "rows": len(frame),
+                },
             )

@@ -1,48 +1,119 @@
-"""The stores one job uses, opened together and closed together: ledger, candle store, Redis candle cache.
+"""The one place stores are chosen and opened: a :class:`StoreConfig` says where a deployment's stores are,
+:meth:`StoreSet.open` opens them together (ledger, candle store, Redis candle cache) and closes them together.
 
-The CLI builds it from the environment (:meth:`StoreSet.from_settings`); Airflow tasks build it from
-Connections (``marketkeeper.airflow.stores.open_store_set``). Both end in :meth:`StoreSet.build`, so the choice
-of candle store is made in one place: InfluxDB when configured, else the SQL store on the ledger.
+The CLI gets its config from the environment (:meth:`StoreConfig.from_settings`), Airflow tasks from
+Connections (``marketkeeper.airflow.stores.store_config``), tests from their fixtures; every service function
+opens its stores from a config through :meth:`StoreSet.open`, so the choice of candle store is made here
+only: InfluxDB when configured, else the SQL store on the ledger.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
 from marketkeeper.candle_cache import CandleCache
-from marketkeeper.influxdb import InfluxDBClient
-from marketkeeper.redis_client import RedisClient
-from marketkeeper.settings import Settings
+from marketkeeper.settings import Settings, get_settings
 from marketkeeper.stores.base import CandleStore
+
+if TYPE_CHECKING:
+    from marketkeeper.influxdb import InfluxDBClient
+    from marketkeeper.redis_client import RedisClient
+
+__all__ = ["StoreConfig", "StoreSet"]
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """Where a deployment's stores are, before anything is opened.
+
+    :param ledger_url: the ledger's SQLAlchemy URL (it may hold a password: never printed, see ``repr``).
+    :param influxdb: builds a client of the candle InfluxDB; ``None``: candles go to the SQL store.
+    :param redis: builds a client of the Redis cache; ``None``: no cache.
+    :param origin: where the config came from, for messages (``environment``, ``Airflow connections``).
+    :param absent: why an optional store is not configured, by store name, for ``health``.
+    """
+
+    ledger_url: str = field(repr=False)
+    influxdb: Callable[[], InfluxDBClient] | None = field(default=None, repr=False)
+    redis: Callable[[], RedisClient] | None = field(default=None, repr=False)
+    origin: str = "environment"
+    absent: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_settings(cls, settings: Settings | None = None) -> StoreConfig:
+        """The stores the environment names (``DATABASE_URL``, ``INFLUXDB_URL``, ``REDIS_URL``...)."""
+        settings = settings or get_settings()
+
+        def influxdb() -> InfluxDBClient:
+            from marketkeeper.influxdb import InfluxDBClient
+
+            return InfluxDBClient.from_settings(settings)
+
+        redis_url = settings.redis_url.get_secret_value() if settings.redis_url is not None else ""
+
+        def redis() -> RedisClient:
+            from marketkeeper.redis_client import RedisClient
+
+            return RedisClient(redis_url)
+
+        return cls(
+            ledger_url=settings.ledger_url,
+            influxdb=influxdb if settings.influxdb_url else None,
+            redis=redis if redis_url else None,
+            origin="environment",
+            absent={
+                "influxdb": "INFLUXDB_URL not set: candles go to the SQL store",
+                "redis": "REDIS_URL not set: no cache",
+            },
+        )
+
+    @property
+    def ledger_target(self) -> str:
+        """The ledger URL with its password masked, safe to print."""
+        return sa.engine.make_url(self.ledger_url).render_as_string(hide_password=True)
+
+    @property
+    def summary(self) -> str:
+        """Which stores are in use, for a summary line (no secrets)."""
+        candles = "InfluxDB" if self.influxdb is not None else "the SQL store"
+        return f"ledger {self.ledger_target}; candles in {candles}; Redis {'on' if self.redis else 'off'}"
 
 
 @dataclass
 class StoreSet:
+    """Open stores of one job; close them with :meth:`close` or ``with``."""
+
     ledger: sa.Engine
     candles: CandleStore
     cache: CandleCache | None
 
     @classmethod
-    def build(cls, ledger_url: str, influxdb: InfluxDBClient | None, redis: RedisClient | None) -> StoreSet:
-        """Open the stores; the clients passed in are owned (and closed) by the set from now on."""
+    def open(cls, config: StoreConfig) -> StoreSet:
+        """Open the stores ``config`` names; whatever was opened is closed again if a later one fails."""
         from marketkeeper.ledger import create_ledger_engine
         from marketkeeper.stores.influxdb import InfluxDBCandleStore
         from marketkeeper.stores.sql import SQLCandleStore
 
-        engine = create_ledger_engine(ledger_url)
-        candles: CandleStore = (
-            InfluxDBCandleStore(influxdb, owns_client=True) if influxdb is not None else SQLCandleStore(engine)
-        )
-        return cls(ledger=engine, candles=candles, cache=CandleCache(redis) if redis is not None else None)
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> StoreSet:
-        influxdb = InfluxDBClient.from_settings(settings) if settings.influxdb_url else None
-        redis = RedisClient(settings.redis_url.get_secret_value()) if settings.redis_url is not None else None
-        return cls.build(settings.ledger_url, influxdb, redis)
+        engine = create_ledger_engine(config.ledger_url)
+        opened: list[Callable[[], None]] = [engine.dispose]
+        try:
+            candles: CandleStore
+            if config.influxdb is not None:
+                candles = InfluxDBCandleStore(config.influxdb(), owns_client=True)
+            else:
+                candles = SQLCandleStore(engine)
+            opened.append(candles.close)
+            cache = CandleCache(config.redis()) if config.redis is not None else None
+        except BaseException:
+            for close in reversed(opened):
+                close()
+            raise
+        return cls(ledger=engine, candles=candles, cache=cache)
 
     @property
     def description(self) -> str:

@@ -10,16 +10,19 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
-from marketkeeper.backfill import BackfillError, backfill_series, detect_series
-from marketkeeper.candle_cache import CandleCache
 from marketkeeper.candles import SeriesKey
-from marketkeeper.gap_registry import RetryPolicy
+from marketkeeper.gaps.backfill import BackfillError, backfill_series, detect_series
+from marketkeeper.gaps.registry import RetryPolicy
 from marketkeeper.ingest import ingest_range
 from marketkeeper.ledger import CandleGap, GapStatus, Market, create_ledger_engine, migrate, session_scope
 from marketkeeper.locks import SeriesLockedError
+from marketkeeper.markets import MarketSpec
 from marketkeeper.redis_client import RedisClient
+from marketkeeper.services.gaps import BackfillRequest, backfill_market
+from marketkeeper.services.policy import LockPolicy
 from marketkeeper.sources import SourceUnavailableError, SyntheticSource
 from marketkeeper.sources.base import CandleBatch, CandleSource
+from marketkeeper.store_set import StoreConfig
 from marketkeeper.stores.base import CandleStore
 from marketkeeper.stores.influxdb import InfluxDBCandleStore
 from marketkeeper.stores.sql import SQLCandleStore
@@ -127,8 +130,7 @@ def test_only_the_holes_are_fetched_and_every_gap_ends_filled(store: CandleStore
     assert all(any(h[0] <= a and b <= h[1] for h in HOLES) for a, b in source.calls)
     assert (report.filled, report.written, report.missing_after) == (3, 51, 0)  # type: ignore[attr-defined]
     assert [status for *_, status, _ in registry(ledger)] == [GapStatus.FILLED] * 3
-    full = synthetic().fetch(KEY, T0, END)
-    expected = next(iter(full))
+    expected = next(iter(synthetic().fetch_batches(KEY, T0, END))).frame
     stored = store.read(KEY, T0, END)
     assert len(stored) == 300
     assert stored["close"].tolist() == expected["close"].tolist()
@@ -196,22 +198,27 @@ def test_asset_ranges_name_what_was_written(store: CandleStore, ledger: sa.Engin
     assert ranges[0] == (T0 + 20 * M, T0 + 30 * M, 10)
 
 
-@pytest.mark.parametrize("lock_backend", ["redis", "ledger"])
+@pytest.mark.parametrize("with_redis", [True, False], ids=["redis-configured", "no-redis"])
 def test_two_concurrent_backfills_of_one_series_never_write_together(
-    store: CandleStore, ledger: sa.Engine, lock_backend: str, request: pytest.FixtureRequest
+    store: CandleStore, ledger: sa.Engine, with_redis: bool, request: pytest.FixtureRequest
 ) -> None:
+    """Through the service both CLI and DAG call: the second writer is refused, naming the holder; with the
+    lock policy's wait it runs after the first and finds nothing left to do. Whether Redis is configured
+    does not matter: the lock lives in the ledger every writer shares."""
     seed(store, ledger)
-    cache = None
-    if lock_backend == "redis":
-        cache = CandleCache(
-            RedisClient(request.getfixturevalue("redis_url"), prefix=request.getfixturevalue("redis_prefix"))
-        )
+    url = ledger.url.render_as_string(hide_password=False)
+    redis_url = request.getfixturevalue("redis_url")
+    prefix = request.getfixturevalue("redis_prefix")
+    config = StoreConfig(ledger_url=url, redis=(lambda: RedisClient(redis_url, prefix=prefix)) if with_redis else None)
+    market = MarketSpec.model_validate({"exchange": EXCHANGE, "symbol": KEY.symbol, "source": "synthetic:11"})
     outcomes: dict[str, object] = {}
     slow = [Recording(synthetic(), delay=0.3), Recording(synthetic(), delay=0.3)]
 
     def run(name: str, source: Recording) -> None:
         try:
-            outcomes[name] = backfill(store, ledger, source, cache=cache)
+            outcomes[name] = backfill_market(
+                config, BackfillRequest(market, T0, END), now=NOW, source=source, policy=LockPolicy(wait=0.0)
+            )
         except SeriesLockedError as exc:
             outcomes[name] = exc
 
@@ -222,13 +229,12 @@ def test_two_concurrent_backfills_of_one_series_never_write_together(
     for t in threads:
         t.join()
     refused = [o for o in outcomes.values() if isinstance(o, SeriesLockedError)]
-    assert len(refused) == 1
+    assert len(refused) == 1, outcomes
     assert str(KEY) in str(refused[0]) and "backfill-0" in str(refused[0])
     assert slow[1].calls == []
     assert store.count(KEY, T0, END) == 300
-    # Waiting instead of failing: the second one runs after the first and finds nothing left to do.
     late = Recording(synthetic())
-    backfill(store, ledger, late, cache=cache, lock_wait=5.0)
+    backfill_market(config, BackfillRequest(market, T0, END), now=NOW, source=late, policy=LockPolicy(wait=5.0))
     assert late.calls == []
 
 

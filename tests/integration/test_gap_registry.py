@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from marketkeeper.gap_registry import (
+from marketkeeper.gaps.registry import (
     RetryPolicy,
     due_gaps,
     list_gaps,

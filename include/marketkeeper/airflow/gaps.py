@@ -1,112 +1,113 @@
-"""What the ``ohlcv_gaps`` tasks do, kept out of the DAG file: detect a market's holes, backfill them, re-check.
-
-Stores come from Airflow Connections (:mod:`marketkeeper.airflow.stores`); the work is the same
-:mod:`marketkeeper.backfill` functions ``marketkeeper backfill`` and ``marketkeeper gaps detect`` run.
+"""The Airflow side of ``ohlcv_gaps``: a task's params into one :func:`~marketkeeper.services.gaps.backfill_market`
+call per market (detect, fill what is due, detect again), its report into an XCom summary and Asset events.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypedDict
 
-from marketkeeper.airflow.ingestion import market_label, plan_markets, series_asset_uri
-from marketkeeper.backfill import BackfillError, BackfillReport, backfill_series, detect_series
-from marketkeeper.errors import MarketkeeperError
+from marketkeeper.airflow.ingestion import asset_event
+from marketkeeper.errors import ConfigurationError, MarketkeeperError
 from marketkeeper.markets import MarketSpec
 
-__all__ = ["GapsFailedError", "backfill_market", "detect_market", "plan_markets", "raise_on_failures", "window_start"]
+__all__ = ["GapsFailedError", "GapsSummary", "raise_on_failures", "repair_market", "window_for"]
 
 
 class GapsFailedError(MarketkeeperError):
     """Some markets' gaps failed to backfill; each gap is recorded ``failed`` in the registry with its error."""
 
 
-def window_start(spec: MarketSpec, now: datetime, window_days: int | None) -> datetime | None:
-    """Where detection starts: ``window_days`` before ``now`` (never before the market's first date), else
-    the first date (``None``: the series' first stored candle).
+class GapsSummary(TypedDict):
+    """The XCom of one ``ohlcv_gaps.repair`` task."""
+
+    label: str
+    window_start: str
+    window_end: str
+    origin: str
+    gaps_attempted: int
+    filled: int
+    partially_filled: int
+    source_empty: int
+    failed: int
+    written: int
+    missing_after: int
+    errors: list[str]
+
+
+def _time(value: object, name: str) -> datetime | None:
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(str(value))
+    except ValueError as exc:
+        raise ConfigurationError(f"param {name} {value!r} is not an ISO 8601 time") from exc
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def window_for(params: Mapping[str, Any], spec: MarketSpec, now: datetime) -> tuple[datetime | None, datetime | None]:
+    """The detection window a run's params ask for: ``start``/``end``, or the last ``window_days``, else
+    ``(None, None)`` (from the market's first date to the last closed candle). Never before ``first_date``.
+
+    :raises ConfigurationError: a time is not ISO 8601, or ``start``/``end`` and ``window_days`` are both set.
     """
-    if window_days is None:
-        return spec.first_time
-    recent = now - timedelta(days=window_days)
-    return max(recent, spec.first_time) if spec.first_time is not None else recent
+    start, end = _time(params.get("start"), "start"), _time(params.get("end"), "end")
+    days = params.get("window_days")
+    if days and (start or end):
+        raise ConfigurationError("set either params start/end or window_days, not both")
+    if days:
+        start = now - timedelta(days=int(days))
+    if start is not None and spec.first_time is not None:
+        start = max(start, spec.first_time)
+    return start, end
 
 
-def detect_market(market: Mapping[str, Any], *, window_days: int | None, now: datetime | None = None) -> dict[str, Any]:
-    """Detect and record one market's holes; returns the market and the detection window for the next task."""
-    from marketkeeper.airflow.stores import open_store_set
+def repair_market(
+    market: Mapping[str, Any],
+    params: Mapping[str, Any],
+    *,
+    airflow: Mapping[str, str] | None = None,
+    now: datetime | None = None,
+) -> tuple[GapsSummary, list[dict[str, Any]]]:
+    """Backfill one market's due gaps over the run's window; its summary and one Asset event per range written.
+
+    Gap failures do not raise here: each is recorded on its gap and returned, then turned into a failed run
+    by :func:`raise_on_failures`, so that the candles written before still get their Asset events.
+    """
+    from marketkeeper.airflow.stores import store_config
+    from marketkeeper.services.gaps import BackfillError, BackfillRequest, backfill_market
 
     spec = MarketSpec.model_validate(market)
     clock = now or datetime.now(UTC)
-    with open_store_set() as stores:
-        found = detect_series(
-            spec.key,
-            store=stores.candles,
-            ledger=stores.ledger,
-            start=window_start(spec, clock, window_days),
-            now=clock,
-        )
-    return {"market": dict(market), "detection": found.as_dict()}
-
-
-def backfill_market(
-    detected: Mapping[str, Any],
-    *,
-    retry_source_empty: bool,
-    max_failed_fraction: float,
-    airflow: Mapping[str, str] | None = None,
-    now: datetime | None = None,
-) -> tuple[dict[str, Any], BackfillReport]:
-    """Backfill the due gaps of one market over its detection window (which re-detects at the end).
-
-    Gap failures do not raise here: they are recorded, returned (``failed``/``errors``) and turned into a
-    failed run by :func:`raise_on_failures`, so that the candles written before still get their Asset events.
-    """
-    from marketkeeper.airflow.stores import open_store_set
-    from marketkeeper.sources import make_source
-
-    spec = MarketSpec.model_validate(detected["market"])
-    detection = detected["detection"]
-    start = datetime.fromisoformat(detection["window_start"])
-    end = datetime.fromisoformat(detection["window_end"])
-    source = make_source(spec.source, exchange=spec.exchange)
-    with open_store_set() as stores:
-        try:
-            report = backfill_series(
-                spec.key,
-                start,
-                end,
-                source=source,
-                store=stores.candles,
-                ledger=stores.ledger,
-                cache=stores.cache,
-                retry_source_empty=retry_source_empty,
-                max_failed_fraction=max_failed_fraction,
-                airflow=airflow,
-                now=now,
-            )
-        except BackfillError as exc:
-            report = exc.report
-    summary = {**report.as_dict(), "errors": report.errors[:10], "label": market_label(spec)}
-    return summary, report
-
-
-def asset_events(spec: MarketSpec, report: BackfillReport) -> list[tuple[str, str, dict[str, object]]]:
-    """``(name, uri, extra)`` of each Asset event to emit: one per range written, shaped like ingestion's."""
-    label = market_label(spec)
-    events = []
-    for written in report.written_ranges:
-        extra: dict[str, object] = {
-            "market": f"{spec.exchange}:{spec.symbol}",
-            "timeframe": str(spec.base_timeframe),
-            "start": written.start.isoformat(),
-            "end": written.end.isoformat(),
-            "rows": written.rows,
-            "written": written.rows,
-            "origin": "backfill",
-        }
-        events.append((f"candles:{label}", series_asset_uri(spec), extra))
-    return events
+    start, end = window_for(params, spec, clock)
+    request = BackfillRequest(
+        spec,
+        start,
+        end,
+        retry_source_empty=bool(params.get("retry_source_empty")),
+        max_failed_fraction=float(params.get("max_failed_fraction", 0.01)),
+    )
+    try:
+        report = backfill_market(store_config(), request, airflow=airflow, now=clock)
+    except BackfillError as exc:
+        report = exc.report
+    summary: GapsSummary = {
+        "label": str(spec.key),
+        "window_start": report.start.isoformat(),
+        "window_end": report.end.isoformat(),
+        "origin": report.origin,
+        "gaps_attempted": report.gaps_attempted,
+        "filled": report.filled,
+        "partially_filled": report.partially_filled,
+        "source_empty": report.source_empty,
+        "failed": report.failed,
+        "written": report.written,
+        "missing_after": report.missing_after,
+        "errors": report.errors[:10],
+    }
+    events = [asset_event(spec.key, w.start, w.end, w.rows, origin="backfill") for w in report.written_ranges]
+    return summary, events
 
 
 def raise_on_failures(reports: Sequence[Mapping[str, Any]]) -> dict[str, int]:

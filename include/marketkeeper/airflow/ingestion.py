@@ -1,70 +1,82 @@
-"""What the ``ohlcv_ingest`` tasks do, kept out of the DAG file: plan the markets, ingest one, name its Asset.
-
-Everything here resolves stores through Airflow Connections (:mod:`marketkeeper.airflow.stores`) and then calls
-the same domain functions as ``marketkeeper ingest``.
+"""The Airflow side of candle ingestion and backfill: turn a task's context into a service call and a report
+into Asset events. The work itself is :mod:`marketkeeper.services` (the same functions the CLI calls).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, TypedDict
 from urllib.parse import quote
 
+from marketkeeper.candles import SeriesKey
 from marketkeeper.errors import ConfigurationError
-from marketkeeper.ingest import IngestReport, ingest_range
-from marketkeeper.markets import MarketSpec, load_markets
+from marketkeeper.markets import MarketSpec
 
-#: The Airflow Variable that, when set, replaces ``include/config/markets.yaml`` (same YAML or JSON shape).
-MARKETS_VARIABLE: Final = "marketkeeper_markets"
-#: The alias every candle-series Asset event is emitted through; downstream DAGs schedule on it.
-CANDLES_ALIAS: Final = "marketkeeper_candles"
-#: How long an ingestion waits for a backfill of the same series to let go before failing (and retrying).
-LOCK_WAIT_SECONDS: Final = 300.0
+__all__ = [
+    "IngestSummary",
+    "asset_event",
+    "declared_override",
+    "ingest_market",
+    "interval_for",
+    "plan_markets",
+    "series_asset_uri",
+]
 
 
-def declared_markets() -> list[MarketSpec]:
-    """The markets the Variable declares, or the project's markets file when the Variable is unset."""
+class IngestSummary(TypedDict):
+    """The XCom of one ``ohlcv_ingest.ingest`` task."""
+
+    market: str
+    timeframe: str
+    start: str
+    end: str
+    fetched: int
+    written: int
+    quarantined: int
+    skipped: int
+
+
+def declared_override() -> str | None:
+    """The Airflow Variable's markets declaration, if set (it overrides the environment and the file)."""
     from airflow.sdk import Variable
 
-    override = Variable.get(MARKETS_VARIABLE, default=None)
-    return load_markets(override) if override else load_markets()
+    from marketkeeper.services.markets import MARKETS_VARIABLE
 
-
-def market_label(spec: MarketSpec) -> str:
-    return f"{spec.exchange}:{spec.symbol}:{spec.base_timeframe}"
+    value = Variable.get(MARKETS_VARIABLE, default=None)
+    return str(value) if value else None
 
 
 def plan_markets(selected: Sequence[str] = ()) -> list[dict[str, Any]]:
-    """Sync the declared markets into the ``markets`` table and return the active ones to ingest.
+    """Sync the declaration into the ledger; the markets this run keeps, as XCom-able dicts."""
+    from marketkeeper.airflow.stores import store_config
+    from marketkeeper.services.markets import plan_markets as plan
 
-    :param selected: ``exchange:symbol`` or ``exchange:symbol:timeframe`` labels to restrict the run to
-        (the manual-trigger form); empty means every active market.
-    :raises ConfigurationError: a selected label matches no declared market.
-    """
-    from marketkeeper.airflow.stores import ledger_url
-    from marketkeeper.ledger import create_ledger_engine, session_scope
-    from marketkeeper.market_registry import sync_markets
-
-    specs = declared_markets()
-    engine = create_ledger_engine(ledger_url())
-    try:
-        with session_scope(engine) as session:
-            sync_markets(session, specs)
-    finally:
-        engine.dispose()
-    chosen = [spec for spec in specs if spec.active]
-    if selected:
-        wanted = {label.strip() for label in selected if label.strip()}
-        matches = [spec for spec in specs if market_label(spec) in wanted or f"{spec.exchange}:{spec.symbol}" in wanted]
-        known = {market_label(s) for s in matches} | {f"{s.exchange}:{s.symbol}" for s in matches}
-        unknown = sorted(wanted - known)
-        if unknown:
-            raise ConfigurationError(
-                f"unknown market(s) {', '.join(unknown)}; declared: {', '.join(market_label(s) for s in specs)}"
-            )
-        chosen = matches
+    chosen = plan(store_config(), selected, override=declared_override())
     return [spec.model_dump(mode="json") for spec in chosen]
+
+
+def series_asset_uri(key: SeriesKey) -> str:
+    """``marketkeeper://candles/{exchange}/{symbol}/{timeframe}``, path parts percent-encoded."""
+    parts = (key.exchange, key.symbol, str(key.timeframe))
+    return "marketkeeper://candles/" + "/".join(quote(part, safe="") for part in parts)
+
+
+def asset_event(key: SeriesKey, start: datetime, end: datetime, rows: int, *, origin: str) -> dict[str, Any]:
+    """The Asset event announcing that ``rows`` candles of ``key`` with open times in ``[start, end)`` were
+    written (``origin``: ``ingest`` or ``backfill``). Downstream DAGs read exactly these ``extra`` keys."""
+    return {
+        "name": f"candles:{key}",
+        "uri": series_asset_uri(key),
+        "extra": {
+            "market": f"{key.exchange}:{key.symbol}",
+            "timeframe": str(key.timeframe),
+            "start": start.isoformat(),
+            "end": end.isoformat(),
+            "rows": rows,
+            "origin": origin,
+        },
+    }
 
 
 def ingest_market(
@@ -74,51 +86,45 @@ def ingest_market(
     *,
     max_failed_fraction: float,
     airflow: Mapping[str, str] | None = None,
-) -> IngestReport:
-    """Ingest one planned market over ``[start, end)`` (clipped to its first date) into the configured stores."""
-    from marketkeeper.airflow.stores import open_store_set
-    from marketkeeper.locks import series_lock
-    from marketkeeper.sources import make_source
+) -> tuple[IngestSummary, list[dict[str, Any]]]:
+    """Ingest one planned market over open times ``[start, end)``; its summary and Asset events."""
+    from marketkeeper.airflow.stores import store_config
+    from marketkeeper.services.ingest import IngestRequest, ingest_series
 
     spec = MarketSpec.model_validate(market)
-    if spec.first_time is not None:
-        start = max(start, spec.first_time)
-    end = max(start, end)
-    source = make_source(spec.source, exchange=spec.exchange)
-    with (
-        open_store_set() as stores,
-        # One writer per series: a backfill of the same window waits or fails instead of interleaving.
-        series_lock(
-            spec.key,
-            redis_client=stores.cache.client if stores.cache else None,
-            ledger=stores.ledger,
-            wait=LOCK_WAIT_SECONDS,
-        ),
-    ):
-        return ingest_range(
-            spec.key,
-            start,
-            end,
-            source=source,
-            store=stores.candles,
-            ledger=stores.ledger,
-            cache=stores.cache,
-            max_failed_fraction=max_failed_fraction,
-            airflow=airflow,
-        )
+    report = ingest_series(
+        store_config(),
+        IngestRequest(spec, start, end, max_failed_fraction=max_failed_fraction),
+        airflow=airflow,
+    )
+    events = []
+    if report.written and report.first_written is not None and report.last_written is not None:
+        written_end = spec.key.timeframe.next_open(report.last_written)
+        events.append(asset_event(spec.key, report.first_written, written_end, report.written, origin="ingest"))
+    summary: IngestSummary = {
+        "market": f"{spec.exchange}:{spec.symbol}",
+        "timeframe": str(spec.base_timeframe),
+        "start": report.start.isoformat(),
+        "end": report.end.isoformat(),
+        "fetched": report.fetched,
+        "written": report.written,
+        "quarantined": report.quarantined,
+        "skipped": report.skipped,
+    }
+    return summary, events
 
 
-def series_asset_uri(spec: MarketSpec) -> str:
-    """``marketkeeper://candles/{exchange}/{symbol}/{timeframe}``, path parts percent-encoded."""
-    parts = (spec.exchange, spec.symbol, str(spec.base_timeframe))
-    return "marketkeeper://candles/" + "/".join(quote(part, safe="") for part in parts)
+def interval_for(context: Mapping[str, Any], market: Mapping[str, Any]) -> tuple[datetime, datetime]:
+    """The open times ``[start, end)`` one run ingests for ``market``.
 
+    With both ``start`` and ``end`` params (a manual run), those open times. Otherwise the candles that
+    *closed* during the data interval (:func:`~marketkeeper.services.ingest.closed_in_interval`), so that
+    hourly runs ingest 4h, 1d, 1w and 1M candles too, each exactly once.
 
-def interval_for(context: Mapping[str, Any]) -> tuple[datetime, datetime]:
-    """The run's ``[start, end)``: the explicit ``start``/``end`` params when both are set, else the data interval.
-
-    :raises ConfigurationError: only one of start/end is set, or one is not an ISO 8601 time.
+    :raises ConfigurationError: only one of start/end is set, one is not an ISO 8601 time, or the run has
+        neither params nor a data interval.
     """
+    from marketkeeper.services.ingest import closed_in_interval
     from marketkeeper.timeframes import check_range
 
     params = context["params"]
@@ -136,4 +142,5 @@ def interval_for(context: Mapping[str, Any]) -> tuple[datetime, datetime]:
     interval_start, interval_end = context["data_interval_start"], context["data_interval_end"]
     if interval_start is None or interval_end is None:
         raise ConfigurationError("this run has no data interval: trigger it with params start and end")
-    return check_range(interval_start, interval_end)
+    timeframe = MarketSpec.model_validate(market).base_timeframe
+    return closed_in_interval(timeframe, interval_start, interval_end)

@@ -1,4 +1,5 @@
-"""Resolve the stores a task needs from Airflow Connections, so DAGs and the CLI reach the same stores.
+"""Resolve the stores a task needs from Airflow Connections into a :class:`~marketkeeper.store_set.StoreConfig`,
+so DAG tasks call the same service functions as the CLI with the same stores.
 
 The ledger (``marketkeeper_ledger``) is required: it is the system of record. InfluxDB and Redis are optional;
 a connection that does not exist resolves to :data:`NOT_CONFIGURED`, while a lookup that fails for any other
@@ -13,7 +14,7 @@ from typing import TYPE_CHECKING, Final, Literal
 
 from airflow.sdk.exceptions import AirflowNotFoundException
 
-from marketkeeper.errors import ConfigurationError, MarketkeeperError, StoreUnavailableError
+from marketkeeper.errors import ConfigurationError, StoreUnavailableError
 
 if TYPE_CHECKING:
     from airflow.sdk import Connection
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
     from marketkeeper.health import StoreHealth
     from marketkeeper.influxdb import InfluxDBClient
     from marketkeeper.redis_client import RedisClient
-    from marketkeeper.store_set import StoreSet
+    from marketkeeper.store_set import StoreConfig
 
 LEDGER_CONN_ID: Final = "marketkeeper_ledger"
 INFLUXDB_CONN_ID: Final = "marketkeeper_influxdb_default"
@@ -133,59 +134,54 @@ def _require_type(conn: Connection, conn_type: str) -> None:
         )
 
 
-def check_store(store: Store) -> StoreHealth:
-    """Round-trip one store through its Airflow Connection.
+def store_config() -> StoreConfig:
+    """Where this deployment's stores are, from its Connections: the config every task's service call gets.
 
-    :param store: which store to check.
+    :raises ConfigurationError: the ledger connection is missing, or a connection is malformed.
+    """
+    from marketkeeper.airflow.hooks import InfluxDBHook, RedisHook
+    from marketkeeper.store_set import StoreConfig
+
+    influxdb = get_optional_connection(INFLUXDB_CONN_ID)
+    redis = get_optional_connection(REDIS_CONN_ID)
+    if influxdb is not NOT_CONFIGURED:
+        _require_type(influxdb, InfluxDBHook.conn_type)
+    if redis is not NOT_CONFIGURED:
+        _require_type(redis, RedisHook.conn_type)
+    return StoreConfig(
+        ledger_url=ledger_url(),
+        influxdb=None if influxdb is NOT_CONFIGURED else InfluxDBHook(influxdb_conn_id=INFLUXDB_CONN_ID).get_conn,
+        redis=None if redis is NOT_CONFIGURED else RedisHook(redis_conn_id=REDIS_CONN_ID).get_conn,
+        origin="Airflow connections",
+        absent={
+            "influxdb": f"Airflow connection {INFLUXDB_CONN_ID!r} is not defined: candles go to the SQL store",
+            "redis": f"Airflow connection {REDIS_CONN_ID!r} is not defined: no cache",
+        },
+    )
+
+
+def check_store(store: Store) -> StoreHealth:
+    """Check one store through its Airflow Connection with the one checker (:mod:`marketkeeper.health`).
+
     :return: the store's health; ``configured=False`` when its optional connection does not exist.
     :raises StoreUnavailableError: the store is configured but did not answer (or answered with an error).
     :raises ConfigurationError: the connection is missing (ledger) or malformed.
     """
-    from marketkeeper.health import StoreHealth, check_ledger
+    from marketkeeper.health import check_stores
 
-    if store is Store.LEDGER:
-        health = check_ledger(ledger_url())
-        if not health.ok:
-            raise StoreUnavailableError(f"ledger ({health.target})", health.error or "no answer")
-        return health
-
-    from marketkeeper.airflow.hooks import InfluxDBHook, RedisHook
-    from marketkeeper.health import redact_url
-
-    conn_id = INFLUXDB_CONN_ID if store is Store.INFLUXDB else REDIS_CONN_ID
-    conn = get_optional_connection(conn_id)
-    if conn is NOT_CONFIGURED:
-        return StoreHealth(
-            store.value, configured=False, ok=True, error=f"Airflow connection {conn_id!r} is not defined"
-        )
-    hook = InfluxDBHook(influxdb_conn_id=conn_id) if store is Store.INFLUXDB else RedisHook(redis_conn_id=conn_id)
-    _require_type(conn, hook.conn_type)
-    target = redact_url(hook.client_kwargs(conn)["url"])
-    label = f"{store.value} at {target} (connection {conn_id!r})"
-    client = hook.get_conn()
-    try:
-        info = client.ping()
-    except StoreUnavailableError as exc:
-        raise StoreUnavailableError(label, exc.cause) from exc
-    except ConfigurationError:
-        raise
-    except MarketkeeperError as exc:  # the server answered, but with an error (bad credentials, say)
-        raise StoreUnavailableError(label, str(exc)) from exc
-    finally:
-        client.close()
-    return StoreHealth(
-        store.value, configured=True, ok=True, target=target, version=info.version, latency_ms=info.latency_ms
-    )
+    config = store_config()
+    health = {h.store: h for h in check_stores(_only(config, store))}[store.value]
+    if health.configured and not health.ok:
+        raise StoreUnavailableError(f"{store.value} ({health.target})", health.error or "no answer")
+    return health
 
 
-def open_store_set() -> StoreSet:
-    """The ledger, candle store and Redis cache behind this deployment's Connections (the caller closes it)."""
-    from marketkeeper.store_set import StoreSet
+def _only(config: StoreConfig, store: Store) -> StoreConfig:
+    """``config`` with only ``store`` to check (the ledger is always in a config; it is checked regardless)."""
+    from dataclasses import replace
 
-    influxdb = influxdb_client()
-    redis = redis_client()
-    return StoreSet.build(
-        ledger_url(),
-        None if influxdb is NOT_CONFIGURED else influxdb,
-        None if redis is NOT_CONFIGURED else redis,
+    return replace(
+        config,
+        influxdb=config.influxdb if store is Store.INFLUXDB else None,
+        redis=config.redis if store is Store.REDIS else None,
     )

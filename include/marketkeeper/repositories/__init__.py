@@ -14,9 +14,12 @@ from marketkeeper.repositories.base import Page, Repository
 from marketkeeper.repositories.bots import BotRepository
 from marketkeeper.repositories.errors import ConflictError, NotFoundError, RepositoryError, ValidationError
 from marketkeeper.repositories.events import SystemEventRepository
+from marketkeeper.repositories.gaps import GapRepository
+from marketkeeper.repositories.markets import MarketRepository, SyncReport
 from marketkeeper.repositories.ml_models import MLModelRepository
 from marketkeeper.repositories.performance import PerformanceMetricsRepository
 from marketkeeper.repositories.positions import PositionRepository
+from marketkeeper.repositories.quality import QualityRepository
 from marketkeeper.repositories.statistics import TradeStatistics, trade_statistics
 from marketkeeper.repositories.strategies import StrategyConfigRepository
 from marketkeeper.repositories.trades import CSV_COLUMNS, TradeRepository, csv_text
@@ -33,16 +36,20 @@ __all__ = [
     "BalanceSnapshotRepository",
     "BotRepository",
     "ConflictError",
+    "GapRepository",
     "MLModelRepository",
+    "MarketRepository",
     "NotFoundError",
     "Page",
     "PerformanceMetricsRepository",
     "PositionRepository",
+    "QualityRepository",
     "RecordId",
     "Repositories",
     "Repository",
     "RepositoryError",
     "StrategyConfigRepository",
+    "SyncReport",
     "SystemEventRepository",
     "TradeRepository",
     "TradeStatistics",

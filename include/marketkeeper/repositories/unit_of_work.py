@@ -16,9 +16,12 @@ from marketkeeper.repositories.audit import AuditLogRepository
 from marketkeeper.repositories.balances import BalanceSnapshotRepository
 from marketkeeper.repositories.bots import BotRepository
 from marketkeeper.repositories.events import SystemEventRepository
+from marketkeeper.repositories.gaps import GapRepository
+from marketkeeper.repositories.markets import MarketRepository
 from marketkeeper.repositories.ml_models import MLModelRepository
 from marketkeeper.repositories.performance import PerformanceMetricsRepository
 from marketkeeper.repositories.positions import PositionRepository
+from marketkeeper.repositories.quality import QualityRepository
 from marketkeeper.repositories.strategies import StrategyConfigRepository
 from marketkeeper.repositories.trades import TradeRepository
 from marketkeeper.repositories.users import UserRepository
@@ -76,6 +79,18 @@ class Repositories:
     @cached_property
     def events(self) -> SystemEventRepository:
         return SystemEventRepository(self.session)
+
+    @cached_property
+    def quality(self) -> QualityRepository:
+        return QualityRepository(self.session)
+
+    @cached_property
+    def markets(self) -> MarketRepository:
+        return MarketRepository(self.session)
+
+    @cached_property
+    def gaps(self) -> GapRepository:
+        return GapRepository(self.session)
 
 
 @contextmanager

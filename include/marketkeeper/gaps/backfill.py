@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Final
 
 import sqlalchemy as sa
@@ -18,7 +18,8 @@ import sqlalchemy as sa
 from marketkeeper.candle_cache import CandleCache
 from marketkeeper.candles import SeriesKey
 from marketkeeper.errors import MarketkeeperError, StoreUnavailableError
-from marketkeeper.gap_registry import (
+from marketkeeper.gaps.detect import Gap, detection_window, find_gaps
+from marketkeeper.gaps.registry import (
     DetectionReport,
     RetryPolicy,
     due_gaps,
@@ -27,12 +28,12 @@ from marketkeeper.gap_registry import (
     record_failure,
     record_remaining,
 )
-from marketkeeper.gaps import Gap, detection_window, find_gaps
 from marketkeeper.ingest import DEFAULT_WINDOW, IngestReport, ingest_range
-from marketkeeper.ledger import CandleGap, GapStatus, Market, session_scope
-from marketkeeper.locks import DEFAULT_TTL, series_lock
-from marketkeeper.quality import QualityGateError
-from marketkeeper.sources.base import CandleSource, SourceError
+from marketkeeper.ledger import GapStatus, Market
+from marketkeeper.locks import SeriesLock, SeriesLockLostError
+from marketkeeper.repositories import unit_of_work
+from marketkeeper.services.policy import DEFAULT_HISTORY_DAYS
+from marketkeeper.sources.base import CandleSource
 from marketkeeper.stores.base import CandleStore, CandleStoreError, CandleStoreUnavailableError
 from marketkeeper.timeframes import check_range, ensure_utc
 
@@ -43,15 +44,24 @@ __all__ = [
     "WrittenRange",
     "backfill_series",
     "detect_series",
-    "get_or_create_market",
 ]
 
 log = logging.getLogger(__name__)
 
-#: Failures of one gap that leave the others worth trying: recorded as ``failed`` on that gap.
-_GAP_ERRORS: Final = (SourceError, QualityGateError)
-#: Failures of a store: nothing else can succeed, so the backfill stops (after recording the gap).
-_FATAL_ERRORS: Final = (CandleStoreUnavailableError, StoreUnavailableError, CandleStoreError, sa.exc.OperationalError)
+#: Failures of a store or of the lock: nothing else can succeed, so the backfill stops (after recording the
+#: gap). Every other error of a gap is recorded on that gap and the backfill goes on.
+_FATAL_ERRORS: Final = (
+    CandleStoreUnavailableError,
+    StoreUnavailableError,
+    CandleStoreError,
+    sa.exc.OperationalError,
+    SeriesLockLostError,
+)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
 class BackfillError(MarketkeeperError):
@@ -83,6 +93,9 @@ class Detection:
     window: tuple[datetime, datetime]
     gaps: list[Gap]
     registry: DetectionReport
+    #: Where the window started from: ``requested start``, ``first_date``, ``first stored candle`` or the
+    #: default horizon.
+    origin: str = "requested start"
 
     @property
     def missing(self) -> int:
@@ -95,6 +108,7 @@ class Detection:
             "window_end": self.window[1].isoformat(),
             "gaps": len(self.gaps),
             "missing": self.missing,
+            "origin": self.origin,
             **self.registry.as_dict(),
         }
 
@@ -107,6 +121,8 @@ class BackfillReport:
     start: datetime
     end: datetime
     force: bool = False
+    #: Where the backfilled window started from (see :attr:`Detection.origin`).
+    origin: str = "requested start"
     expected: int = 0
     gaps_attempted: int = 0
     filled: int = 0
@@ -155,25 +171,6 @@ class BackfillReport:
         }
 
 
-def get_or_create_market(session: sa.orm.Session, key: SeriesKey, *, source: str = "ccxt") -> Market:
-    """The ``markets`` row of ``key`` (exchange, symbol, base timeframe); an ad-hoc series gets an inactive one.
-
-    Gaps reference a market, so a backfill of a series nobody declared still needs a row; it is inactive so
-    that scheduled ingestion does not start keeping it.
-    """
-    query = sa.select(Market).where(
-        Market.exchange == key.exchange, Market.symbol == key.symbol, Market.base_timeframe == str(key.timeframe)
-    )
-    market = session.scalars(query).one_or_none()
-    if market is None:
-        market = Market(
-            exchange=key.exchange, symbol=key.symbol, base_timeframe=str(key.timeframe), source=source, active=False
-        )
-        session.add(market)
-        session.flush()
-    return market
-
-
 def detect_series(
     key: SeriesKey,
     *,
@@ -183,39 +180,56 @@ def detect_series(
     end: datetime | None = None,
     now: datetime | None = None,
     record: bool = True,
+    history_days: int = DEFAULT_HISTORY_DAYS,
 ) -> Detection:
     """Find the holes of ``key`` and (by default) record them in the gap registry.
 
-    The window runs from ``start``, else the market's ``first_date``, else the series' first stored candle, to
-    ``end`` or just after the last candle closed at ``now``.
+    The window runs from ``start``, else the market's ``first_date``, else the series' first stored candle,
+    else (a market with neither: nothing would ever be checked) ``history_days`` before ``now``; it ends at
+    ``end`` or just after the last candle closed at ``now``. :attr:`Detection.origin` says which applied.
 
     :param record: ``False`` only reports (``marketkeeper gaps detect --dry-run``).
     """
     clock = ensure_utc(now, "now") if now is not None else datetime.now(UTC)
     tf = key.timeframe
-    with session_scope(ledger) as session:
-        market = get_or_create_market(session, key)
-        first: datetime | None = start
-        if first is None and market.first_date is not None:
-            d = market.first_date
-            first = datetime(d.year, d.month, d.day, tzinfo=UTC)
-        if first is None:
-            first = store.first_open_time(key)
-        if first is None:
-            # Nothing declared and nothing stored: there is no series to have holes in yet.
-            window = (tf.floor(clock), tf.floor(clock))
-        else:
-            window = detection_window(tf, now=clock, first=first)
-            if end is not None:
-                window = (window[0], max(window[0], min(tf.ceil(ensure_utc(end, "end")), window[1])))
+    with unit_of_work(ledger) as repos:
+        market = repos.markets.get_or_create(key)
+        first, origin = _window_start(key, market, store, start, clock, history_days)
+        window = detection_window(tf, now=clock, first=first)
+        if end is not None:
+            window = (window[0], max(window[0], min(tf.ceil(ensure_utc(end, "end")), window[1])))
         gaps = find_gaps(store.open_times(key, *window), tf, *window)
         report = DetectionReport()
         if record:
-            report = record_detection(session, market, tf, gaps, window, now=clock)
+            report = record_detection(repos.session, market, tf, gaps, window, now=clock)
         else:
-            session.rollback()
+            repos.session.rollback()
     log.info("%s [%s, %s): %d gap(s), %d missing", key, window[0], window[1], len(gaps), sum(g.missing for g in gaps))
-    return Detection(key=key, window=window, gaps=gaps, registry=report)
+    return Detection(key=key, window=window, gaps=gaps, registry=report, origin=origin)
+
+
+def _window_start(
+    key: SeriesKey,
+    market: Market,
+    store: CandleStore,
+    start: datetime | None,
+    now: datetime,
+    history_days: int,
+) -> tuple[datetime, str]:
+    if start is not None:
+        return ensure_utc(start, "start"), "requested start"
+    if market.first_date is not None:
+        d = market.first_date
+        return datetime(d.year, d.month, d.day, tzinfo=UTC), "first_date"
+    stored = store.first_open_time(key)
+    if stored is not None:
+        return stored, "first stored candle"
+    log.warning(
+        "%s declares no first_date and has nothing stored: checking the default horizon of the last %d days",
+        key,
+        history_days,
+    )
+    return now - timedelta(days=history_days), f"default horizon ({history_days} days: no first_date, nothing stored)"
 
 
 def backfill_series(
@@ -234,35 +248,39 @@ def backfill_series(
     chunk: int = DEFAULT_WINDOW,
     now: datetime | None = None,
     airflow: Mapping[str, str] | None = None,
-    lock_wait: float = 0.0,
-    lock_ttl: float = DEFAULT_TTL,
+    lock: SeriesLock | None = None,
+    detected: Detection | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> BackfillReport:
-    """Fill the holes of ``key`` in ``[start, end)``, under the series lock, and record each gap's outcome.
+    """Fill the holes of ``key`` in ``[start, end)`` and record each gap's outcome; the caller holds the
+    series lock (:mod:`marketkeeper.services.gaps` takes it) and passes it to be checked before every write.
 
     Without ``force``: detect, then fetch only the gaps that are due (``open``; ``failed`` past their backoff;
     ``source_empty`` if ``retry_source_empty`` or past their long backoff), each clipped to ``[start, end)``, in
     chunks of ``chunk`` candles. Per gap: all candles arrived -> ``filled``; some -> ``partially_filled`` with the
     rest split off as ``open``; none because the source had none -> an empty attempt (``source_empty`` after
     ``policy.source_empty_after``); the source or quality gate raised -> ``failed`` with the error. With
-    ``force`` the whole range is re-fetched. Either way the range is detected again at the end.
+    ``force`` the whole range is re-fetched. Either way the range is detected again at the end, so a series is
+    scanned twice: once before (unless ``detected`` is the detection the caller just made) and once after.
+    Any error of one gap other than a store or lock failure is recorded on that gap (``failed``, retried with
+    backoff) and the other gaps still run.
 
-    :param cache: the Redis candle cache: ingestion's Redis updates, and the lock lives in its Redis.
+    :param cache: the Redis candle cache for ingestion's Redis updates.
+    :param lock: the series lock the caller holds; a lost lock stops the backfill before the next write.
+    :param detected: a detection of this series over ``[start, end)`` made just now under the same lock.
     :param progress: called with ``(candles fetched, candles expected)`` after each chunk.
-    :raises SeriesLockedError: another process is writing the series (after ``lock_wait`` seconds).
+    :raises SeriesLockLostError: the lock was lost; nothing more was written.
     :raises BackfillError: some gaps failed (each recorded as ``failed``); the others were done.
     :raises CandleStoreError: a store failed; the gap being filled is recorded ``failed`` first.
     """
     start, end = check_range(start, end)
     clock = ensure_utc(now, "now") if now is not None else datetime.now(UTC)
     tf = key.timeframe
-    report = BackfillReport(key=key, start=start, end=end, force=force)
-    lock = series_lock(
-        key, redis_client=cache.client if cache is not None else None, ledger=ledger, ttl=lock_ttl, wait=lock_wait
+    report = BackfillReport(
+        key=key, start=start, end=end, force=force, origin=detected.origin if detected else "requested start"
     )
 
     def ingest(lo: datetime, hi: datetime, done_before: int) -> IngestReport:
-        lock.ensure_held()
         return ingest_range(
             key,
             lo,
@@ -276,42 +294,34 @@ def backfill_series(
             now=clock,
             airflow=airflow,
             progress=(lambda r: progress(done_before + r.fetched, report.expected)) if progress else None,
+            lock=lock,
         )
 
-    with lock:
+    if detected is None:
         detect_series(key, store=store, ledger=ledger, start=start, end=end, now=clock)
-        if force:
-            report.expected = tf.count(start, end)
-            report.absorb(ingest(start, end, 0))
-        else:
-            with session_scope(ledger) as session:
-                market = get_or_create_market(session, key)
-                due = due_gaps(
-                    session,
-                    market=market,
-                    timeframe=tf,
-                    now=clock,
-                    retry_source_empty=retry_source_empty,
-                    policy=policy,
-                    within=(start, end),
-                )
-                targets = [(g.id, max(g.start, start), min(g.end, end)) for g in due]
-            report.expected = sum(tf.count(lo, hi) for _, lo, hi in targets)
-            for gap_id, lo, hi in targets:
-                _backfill_gap(
-                    key,
-                    gap_id,
-                    lo,
-                    hi,
-                    ingest=ingest,
-                    report=report,
-                    store=store,
-                    ledger=ledger,
-                    now=clock,
-                    policy=policy,
-                )
-        final = detect_series(key, store=store, ledger=ledger, start=start, end=end, now=clock)
-        report.missing_after = final.missing
+    if force:
+        report.expected = tf.count(start, end)
+        report.absorb(ingest(start, end, 0))
+    else:
+        with unit_of_work(ledger) as repos:
+            market = repos.markets.get_or_create(key)
+            due = due_gaps(
+                repos.session,
+                market=market,
+                timeframe=tf,
+                now=clock,
+                retry_source_empty=retry_source_empty,
+                policy=policy,
+                within=(start, end),
+            )
+            targets = [(g.id, max(g.start, start), min(g.end, end)) for g in due]
+        report.expected = sum(tf.count(lo, hi) for _, lo, hi in targets)
+        for gap_id, lo, hi in targets:
+            _backfill_gap(
+                key, gap_id, lo, hi, ingest=ingest, report=report, store=store, ledger=ledger, now=clock, policy=policy
+            )
+    final = detect_series(key, store=store, ledger=ledger, start=start, end=end, now=clock)
+    report.missing_after = final.missing
     if report.failed:
         raise BackfillError(report)
     return report
@@ -335,20 +345,24 @@ def _backfill_gap(
     report.gaps_attempted += 1
     try:
         result = ingest(lo, hi, report.fetched)
-    except _GAP_ERRORS as exc:
-        report.failed += 1
-        report.errors.append(f"[{lo.isoformat()}, {hi.isoformat()}): {exc}")
-        with session_scope(ledger) as session:
-            record_failure(session, session.get_one(CandleGap, gap_id), exc, now=now)
-        log.warning("gap %s [%s, %s) failed: %s", key, lo, hi, exc)
-        return
     except _FATAL_ERRORS as exc:
-        with session_scope(ledger) as session:
-            record_failure(session, session.get_one(CandleGap, gap_id), exc, now=now)
+        with unit_of_work(ledger) as repos:
+            record_failure(repos.session, repos.gaps.get(gap_id), exc, now=now)
         raise
+    except Exception as exc:
+        # Whatever else one gap raises (a source error, the quality gate, a row the ledger refuses, a bug) is
+        # that gap's failure: recorded with backoff, so it is neither retried on every run nor allowed to
+        # stop the other gaps. Store and lock failures above stop the backfill: nothing else could succeed.
+        report.failed += 1
+        report.errors.append(f"[{lo.isoformat()}, {hi.isoformat()}): {_one_line(exc)}")
+        with unit_of_work(ledger) as repos:
+            record_failure(repos.session, repos.gaps.get(gap_id), exc, now=now)
+        log.warning("gap %s [%s, %s) failed: %s", key, lo, hi, _one_line(exc))
+        return
     report.absorb(result)
-    with session_scope(ledger) as session:
-        gap = session.get_one(CandleGap, gap_id)
+    with unit_of_work(ledger) as repos:
+        session = repos.session
+        gap = repos.gaps.get(gap_id)
         remaining = find_gaps(store.open_times(key, gap.start, gap.end), tf, gap.start, gap.end)
         unchanged = len(remaining) == 1 and (remaining[0].start, remaining[0].end) == (gap.start, gap.end)
         if unchanged and result.fetched == 0:

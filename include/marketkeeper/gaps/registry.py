@@ -25,11 +25,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
-import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from marketkeeper.gaps import Gap
+from marketkeeper.gaps.detect import Gap
 from marketkeeper.ledger import CandleGap, GapStatus, Market
+from marketkeeper.repositories.gaps import GapRepository
+from marketkeeper.repositories.markets import MarketRepository
 from marketkeeper.timeframes import Timeframe, check_range, ensure_utc
 
 __all__ = [
@@ -123,12 +124,7 @@ def _intersect(rng: Range, pieces: Sequence[Range]) -> list[Range]:
 
 
 def _rows(session: Session, market: Market, timeframe: str, statuses: Sequence[GapStatus]) -> list[CandleGap]:
-    query = (
-        sa.select(CandleGap)
-        .where(CandleGap.market_id == market.id, CandleGap.timeframe == timeframe, CandleGap.status.in_(statuses))
-        .order_by(CandleGap.start)
-    )
-    return list(session.scalars(query))
+    return GapRepository(session).of_series(market.id, timeframe, statuses)
 
 
 def _open_row(
@@ -154,7 +150,7 @@ def _open_row(
             attempts=0,
             first_seen=first_seen,
         )
-        session.add(row)
+        GapRepository(session).add(row)
         existing[rng] = row
         return row
     row.status = GapStatus.OPEN
@@ -234,7 +230,7 @@ def record_detection(
     known = sorted((r.start, r.end) for r in active)
     for rng in _subtract(detected, _merge(known)):
         report.opened.append(_open_row(session, market, tf, rng, first_seen=clock, existing=existing))
-    session.flush()
+    GapRepository(session).save()
     return report
 
 
@@ -262,12 +258,12 @@ def record_remaining(
     gap.attempts += 1
     gap.last_attempt = clock
     gap.last_error = None
-    market = session.get_one(Market, gap.market_id)
+    market = MarketRepository(session).get(gap.market_id)
     existing = _resolved_by_range(session, market, gap.timeframe)
     ranges = _merge(_intersect((gap.start, gap.end), sorted((g.start, g.end) for g in remaining)))
     report = DetectionReport()
     _settle(session, market, tf, gap, ranges, now=clock, existing=existing, report=report)
-    session.flush()
+    GapRepository(session).save()
     return report
 
 
@@ -283,7 +279,7 @@ def record_empty(
         gap.status = GapStatus.SOURCE_EMPTY
     else:
         gap.status = GapStatus.OPEN
-    session.flush()
+    GapRepository(session).save()
     return gap
 
 
@@ -300,7 +296,7 @@ def record_failure(
     )
     gap.last_error = text[:2000]
     gap.status = GapStatus.FAILED
-    session.flush()
+    GapRepository(session).save()
     return gap
 
 
@@ -338,15 +334,12 @@ def due_gaps(
     """
     clock = ensure_utc(now, "now") if now is not None else datetime.now(UTC)
     policy = policy or RetryPolicy()
-    query = sa.select(CandleGap).where(CandleGap.status.in_(ACTIVE_STATUSES))
-    if market is not None:
-        query = query.where(CandleGap.market_id == market.id)
-    if timeframe is not None:
-        query = query.where(CandleGap.timeframe == str(Timeframe.parse(timeframe)))
-    if within is not None:
-        lo, hi = check_range(*within)
-        query = query.where(CandleGap.start < hi, CandleGap.end > lo)
-    rows = session.scalars(query.order_by(CandleGap.market_id, CandleGap.timeframe, CandleGap.start))
+    rows = GapRepository(session).in_statuses(
+        ACTIVE_STATUSES,
+        market_id=market.id if market is not None else None,
+        timeframe=str(Timeframe.parse(timeframe)) if timeframe is not None else None,
+        within=check_range(*within) if within is not None else None,
+    )
     return [g for g in rows if is_due(g, now=clock, policy=policy, retry_source_empty=retry_source_empty)]
 
 
@@ -359,14 +352,9 @@ def list_gaps(
     status: GapStatus | str | None = None,
 ) -> list[tuple[Market, CandleGap]]:
     """The registry, filtered, with each gap's market; ordered by market, timeframe and start."""
-    query = sa.select(Market, CandleGap).join(CandleGap, CandleGap.market_id == Market.id)
-    if exchange is not None:
-        query = query.where(Market.exchange == exchange)
-    if symbol is not None:
-        query = query.where(Market.symbol == symbol)
-    if timeframe is not None:
-        query = query.where(CandleGap.timeframe == str(Timeframe.parse(timeframe)))
-    if status is not None:
-        query = query.where(CandleGap.status == GapStatus(status))
-    query = query.order_by(Market.exchange, Market.symbol, CandleGap.timeframe, CandleGap.start)
-    return [(m, g) for m, g in session.execute(query)]
+    return GapRepository(session).with_markets(
+        exchange=exchange,
+        symbol=symbol,
+        timeframe=str(Timeframe.parse(timeframe)) if timeframe is not None else None,
+        status=GapStatus(status) if status is not None else None,
+    )

@@ -1,0 +1,110 @@
+"""What every marketkeeper DAG file shares, defined once: ``default_args``, the common Params, the candles
+Asset alias, the map-index label, and the rule that a bad selection fails at once, without retries.
+
+DAG files import this module at the top, so it imports nothing but ``airflow.sdk`` and the standard library:
+parsing a DAG file stays cheap and does no I/O.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Mapping
+from datetime import timedelta
+from typing import Any, Final, TypedDict
+
+from airflow.sdk import AssetAlias, Param
+
+__all__ = [
+    "CANDLES_ALIAS",
+    "CANDLES_ALIAS_NAME",
+    "MAP_LABEL",
+    "AssetEvent",
+    "airflow_ids",
+    "default_args",
+    "fail_fast",
+    "markets_param",
+    "max_failed_fraction_param",
+    "set_map_label",
+    "time_param",
+]
+
+#: The alias every candle-series Asset event is emitted through; downstream DAGs schedule on it.
+CANDLES_ALIAS_NAME: Final = "marketkeeper_candles"
+CANDLES_ALIAS: Final = AssetAlias(CANDLES_ALIAS_NAME)
+#: The context key each mapped task's ``map_index_template`` renders (``"{{ map_label }}"``).
+MAP_LABEL: Final = "map_label"
+
+
+def default_args(*, retries: int = 3, retry_delay: timedelta = timedelta(minutes=2)) -> dict[str, Any]:
+    """The ``default_args`` of every marketkeeper DAG: owner, retries with exponential backoff."""
+    return {
+        "owner": "marketkeeper",
+        "retries": retries,
+        "retry_delay": retry_delay,
+        "retry_exponential_backoff": True,
+    }
+
+
+def markets_param() -> Param:
+    """The trigger form's market selection: labels ``exchange:symbol[:timeframe]``; empty = every active one."""
+    return Param(
+        [],
+        type="array",
+        items={"type": "string"},
+        title="Markets",
+        description="exchange:symbol or exchange:symbol:timeframe, one per line; empty = every active market.",
+    )
+
+
+def max_failed_fraction_param() -> Param:
+    return Param(
+        0.01,
+        type="number",
+        minimum=0,
+        maximum=1,
+        title="Max failed fraction",
+        description="A window whose share of rows failing the quality gate exceeds this fails the task.",
+    )
+
+
+def time_param(title: str, description: str = "") -> Param:
+    """An optional ISO 8601 time of the trigger form (UTC when typed without an offset)."""
+    return Param(None, type=["null", "string"], format="date-time", title=title, description=description)
+
+
+@contextlib.contextmanager
+def fail_fast() -> Iterator[None]:
+    """Turn a :class:`~marketkeeper.errors.ConfigurationError` (a bad declaration, form or connection, which
+    no retry can fix) into a task failure without retries, with its one-line message."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from marketkeeper.errors import ConfigurationError
+
+    try:
+        yield
+    except ConfigurationError as exc:
+        raise AirflowFailException(str(exc)) from exc
+
+
+def set_map_label(label: str) -> None:
+    """Name this mapped task instance in the UI (``map_index_template="{{ map_label }}"``).
+
+    The template renders from the task's live context; the ``**context`` a task receives is only a copy.
+    """
+    from airflow.sdk import get_current_context
+
+    get_current_context()[MAP_LABEL] = label  # type: ignore[typeddict-unknown-key]
+
+
+def airflow_ids(context: Mapping[str, Any]) -> dict[str, str]:
+    """``dag_id``, ``run_id`` and ``task_id`` of the running task, recorded with the evidence it writes."""
+    ti = context["ti"]
+    return {"dag_id": ti.dag_id, "run_id": ti.run_id, "task_id": ti.task_id}
+
+
+class AssetEvent(TypedDict):
+    """One candle-series Asset event: ``name`` and ``uri`` of the Asset, and its ``extra``."""
+
+    name: str
+    uri: str
+    extra: dict[str, object]

@@ -1,0 +1,127 @@
+"""What every ``marketkeeper`` command shares: option types, choices as enums, time parsing, and the rule that
+a foreseeable failure prints one line naming its cause and exits non-zero, never a traceback."""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Annotated, NoReturn
+
+import typer
+
+from marketkeeper.errors import MarketkeeperError
+
+if TYPE_CHECKING:
+    from marketkeeper.candles import SeriesKey
+    from marketkeeper.store_set import StoreConfig
+
+
+class TableFormat(enum.StrEnum):
+    """How a listing is printed."""
+
+    TABLE = "table"
+    JSON = "json"
+
+
+class CandleFormat(enum.StrEnum):
+    """How candles are printed."""
+
+    TABLE = "table"
+    CSV = "csv"
+    JSON = "json"
+
+
+class Via(enum.StrEnum):
+    """Where a backfill runs."""
+
+    LOCAL = "local"
+    AIRFLOW = "airflow"
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    """Print ``error: message`` on stderr and exit with ``code``."""
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def one_line(exc: BaseException) -> str:
+    """The first line of an error, the driver's own message for a database error (no SQL, no traceback)."""
+    cause = getattr(exc, "orig", None) or exc
+    lines = str(cause).strip().splitlines()
+    return lines[0] if lines else type(cause).__name__
+
+
+@contextlib.contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn the failures a user can cause or meet (a bad setting, a store that is down, a refused value)
+    into one line on stderr and exit code 1."""
+    import sqlalchemy as sa
+
+    try:
+        yield
+    except MarketkeeperError as exc:
+        fail(one_line(exc))
+    except sa.exc.SQLAlchemyError as exc:
+        fail(f"the ledger failed: {one_line(exc)}")
+
+
+def parse_time(value: str, option: str) -> datetime:
+    """An ISO 8601 time from the command line; one without an offset is UTC; outside what stores hold: error."""
+    from marketkeeper.timeframes import ensure_utc
+
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        fail(f"{option} {value!r} is not an ISO 8601 time (e.g. 2024-01-01 or 2024-01-01T00:00Z)")
+    with user_errors():
+        return ensure_utc(parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC), option)
+
+
+def parse_range(start: str, end: str) -> tuple[datetime, datetime]:
+    """``--start``/``--end`` as a checked, non-empty range."""
+    from marketkeeper.timeframes import check_range
+
+    start_at, end_at = parse_time(start, "--start"), parse_time(end, "--end")
+    if start_at >= end_at:
+        fail(f"--start {start_at.isoformat()} must be before --end {end_at.isoformat()}")
+    with user_errors():
+        return check_range(start_at, end_at)
+
+
+def series_key(exchange: str, symbol: str, timeframe: str) -> SeriesKey:
+    from marketkeeper.candles import SeriesKey
+
+    try:
+        return SeriesKey.of(exchange, symbol, timeframe)
+    except ValueError as exc:
+        fail(str(exc))
+
+
+def store_config() -> StoreConfig:
+    """The stores the environment names: the CLI's one way to reach them."""
+    from marketkeeper.store_set import StoreConfig
+
+    with user_errors():
+        return StoreConfig.from_settings()
+
+
+ExchangeOpt = Annotated[str, typer.Option("--exchange", "-e", help="ccxt exchange id, e.g. binance.")]
+SymbolOpt = Annotated[str, typer.Option("--symbol", "-s", help="Unified symbol, e.g. BTC/USDT.")]
+TimeframeOpt = Annotated[str, typer.Option("--timeframe", "-t", help="1m 3m 5m 15m 30m 1h 2h 4h 6h 8h 12h 1d 1w 1M.")]
+StartOpt = Annotated[str, typer.Option("--start", help="First open time, inclusive (ISO 8601; UTC if no offset).")]
+EndOpt = Annotated[str, typer.Option("--end", help="Last open time, exclusive (ISO 8601; UTC if no offset).")]
+SourceOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--source", help="ccxt | ccxt:EXCHANGE | files:DIR | synthetic[:SEED] (default: the declared market's source)."
+    ),
+]
+MaxFailedOpt = Annotated[
+    float, typer.Option(help="Fail when a window's share of rows failing the quality gate exceeds this.")
+]
+WaitOpt = Annotated[
+    float | None,
+    typer.Option("--wait", help="Seconds to wait for another writer's series lock (default: the lock policy, 300)."),
+]

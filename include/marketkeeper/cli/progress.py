@@ -1,0 +1,47 @@
+"""The progress bar of long commands: candles done of expected, candles/s, elapsed time and ETA."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.text import Text
+
+
+class _RateColumn(ProgressColumn):
+    def render(self, task: Task) -> Text:
+        speed = task.speed
+        return Text("" if speed is None else f"{speed:,.0f} candles/s")
+
+
+@contextlib.contextmanager
+def candle_progress(label: str) -> Iterator[tuple[Callable[[int, int], None], Callable[[], float]]]:
+    """A transient bar named ``label``; yields ``advance(done, total)`` and ``elapsed()`` (seconds)."""
+    # escape(): a series name is rich markup otherwise ("[x]" would vanish from the bar).
+    with Progress(
+        TextColumn(escape(label)),
+        BarColumn(),
+        MofNCompleteColumn(),
+        _RateColumn(),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        transient=True,
+    ) as bar:
+        task = bar.add_task("work", total=None)
+
+        def advance(done: int, total: int) -> None:
+            bar.update(task, completed=min(done, total) if total else done, total=total or None)
+
+        yield advance, lambda: bar.tasks[0].elapsed or 0.0

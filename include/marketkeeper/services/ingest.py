@@ -1,0 +1,96 @@
+"""Use case: ingest one series, over a range of open times or over a scheduled run's data interval.
+
+``marketkeeper ingest`` and the ``ohlcv_ingest`` tasks both call :func:`ingest_series`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from marketkeeper.ingest import IngestReport, ingest_range
+from marketkeeper.locks import series_lock
+from marketkeeper.markets import MarketSpec
+from marketkeeper.sources.base import CandleSource
+from marketkeeper.services.policy import DEFAULT_MAX_FAILED_FRACTION, LockPolicy, lock_policy
+from marketkeeper.store_set import StoreConfig, StoreSet
+from marketkeeper.timeframes import Timeframe, check_range
+
+__all__ = ["IngestRequest", "closed_in_interval", "ingest_series"]
+
+
+def closed_in_interval(timeframe: Timeframe, start: datetime, end: datetime) -> tuple[datetime, datetime]:
+    """The open times ``[lo, hi)`` of the candles that *close* in the data interval ``(start, end]``.
+
+    A run over ``[start, end)`` happens at ``end``: the candles it can fetch are those closed by then, and a
+    candle longer than the interval (a 4h candle seen by hourly runs) closes in exactly one interval. So
+    consecutive intervals, and an ``airflow backfill`` over any range, cover every candle exactly once, for
+    every timeframe (1w and 1M through the calendar-aware :class:`Timeframe`). The result is
+    ``[floor(start), floor(end))`` and may be empty (an hourly run in which no 4h candle closes).
+    """
+    start, end = check_range(start, end)
+    return timeframe.floor(start), timeframe.floor(end)
+
+
+@dataclass(frozen=True)
+class IngestRequest:
+    """What to ingest: ``market``'s base series over open times ``[start, end)``.
+
+    :param market: the declared (or ad-hoc) market; its ``first_date`` clips ``start`` and its source is used.
+    :param max_failed_fraction: a window whose failing share exceeds this fails (after recording evidence).
+    """
+
+    market: MarketSpec
+    start: datetime
+    end: datetime
+    max_failed_fraction: float = DEFAULT_MAX_FAILED_FRACTION
+
+
+def ingest_series(
+    config: StoreConfig,
+    request: IngestRequest,
+    *,
+    airflow: Mapping[str, str] | None = None,
+    progress: Callable[[IngestReport], None] | None = None,
+    now: datetime | None = None,
+    policy: LockPolicy | None = None,
+    source: CandleSource | None = None,
+) -> IngestReport:
+    """Fetch, check, store and announce the request's candles under the series lock.
+
+    :param config: where the stores are.
+    :param airflow: dag_id/run_id/task_id recorded with each quality run.
+    :param progress: called after each window with the running report.
+    :param now: the clock for "closed" (default: the current time).
+    :param source: a source built by the caller instead of the market's declared one.
+    :param policy: the lock policy (default: :data:`~marketkeeper.services.policy.LOCK_POLICY`).
+    :raises SeriesLockedError: another writer kept the series past the policy's wait.
+    :raises QualityGateError | SourceError | CandleStoreError: as :func:`~marketkeeper.ingest.ingest_range`.
+    """
+    from marketkeeper.sources import make_source
+
+    spec = request.market
+    start, end = check_range(request.start, request.end)
+    if spec.first_time is not None:
+        start = min(max(start, spec.first_time), end)
+    source = source or make_source(spec.source, exchange=spec.exchange)
+    rules = policy or lock_policy()
+    with (
+        StoreSet.open(config) as stores,
+        series_lock(spec.key, ledger=stores.ledger, wait=rules.wait, ttl=rules.ttl) as lock,
+    ):
+        return ingest_range(
+            spec.key,
+            start,
+            end,
+            source=source,
+            store=stores.candles,
+            ledger=stores.ledger,
+            cache=stores.cache,
+            max_failed_fraction=request.max_failed_fraction,
+            now=now,
+            airflow=airflow,
+            progress=progress,
+            lock=lock,
+        )
