@@ -3,6 +3,10 @@
 A candle's timestamp is its bucket's open time. Fixed timeframes align to the Unix epoch, ``1w`` to
 Monday 00:00 UTC and ``1M`` to the first of the month 00:00 UTC. The ``*_ns`` methods do the same on int64
 arrays of nanoseconds since the epoch, for DataFrame work.
+
+This module is also the one home of the timezone check (:func:`ensure_utc`, :class:`NaiveDatetimeError`), of
+range validation (:func:`check_range`, :data:`SUPPORTED_SPAN`) and of the exact integer converters
+:func:`to_ns` and :func:`to_ms`.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ import numpy.typing as npt
 from marketkeeper.errors import MarketkeeperError
 
 __all__ = [
+    "EPOCH",
+    "SUPPORTED_SPAN",
     "TIMEFRAMES",
     "InvalidRangeError",
     "NaiveDatetimeError",
@@ -26,6 +32,7 @@ __all__ = [
     "check_range",
     "ensure_utc",
     "to_ms",
+    "to_ns",
 ]
 
 #: Every timeframe marketkeeper accepts, shortest first.
@@ -34,10 +41,15 @@ TIMEFRAMES: Final[tuple[str, ...]] = (
 )  # fmt: skip
 
 EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+#: The times a range may cover, ``[start, end]``: no candle opened before the Unix epoch, and pandas'
+#: nanosecond timestamps (which every candle frame uses) end in April 2262.
+SUPPORTED_SPAN: Final = (EPOCH, datetime(2262, 1, 1, tzinfo=UTC))
 _US_PER_UNIT: Final = {"m": 60_000_000, "h": 3_600_000_000, "d": 86_400_000_000, "w": 604_800_000_000}
 # The epoch was a Thursday; the first Monday after it is 4 days later.
 _WEEK_OFFSET_US: Final = 4 * 86_400_000_000
 _NAT: Final = np.iinfo(np.int64).min
+_INT64_MIN: Final = int(np.iinfo(np.int64).min)
+_INT64_MAX: Final = int(np.iinfo(np.int64).max)
 
 
 class TimeframeError(MarketkeeperError, ValueError):
@@ -49,7 +61,7 @@ class NaiveDatetimeError(MarketkeeperError, ValueError):
 
 
 class InvalidRangeError(MarketkeeperError, ValueError):
-    """A time range whose start is after its end."""
+    """A time range whose start is after its end, or that leaves :data:`SUPPORTED_SPAN`."""
 
 
 def ensure_utc(dt: datetime, name: str = "datetime") -> datetime:
@@ -73,16 +85,42 @@ def ensure_utc(dt: datetime, name: str = "datetime") -> datetime:
 
 
 def check_range(start: datetime, end: datetime) -> tuple[datetime, datetime]:
-    """Validate a half-open range ``[start, end)`` and return it in UTC; an empty range is allowed."""
+    """Validate a half-open range ``[start, end)`` and return it in UTC; an empty range is allowed.
+
+    :raises NaiveDatetimeError: ``start`` or ``end`` has no timezone.
+    :raises InvalidRangeError: ``start`` is after ``end``, or either lies outside :data:`SUPPORTED_SPAN`.
+    """
     start, end = ensure_utc(start, "start"), ensure_utc(end, "end")
+    lo, hi = SUPPORTED_SPAN
+    for name, value in (("start", start), ("end", end)):
+        if not lo <= value <= hi:
+            raise InvalidRangeError(
+                f"{name} {value.isoformat()} is outside the supported span {lo.isoformat()} .. {hi.isoformat()} "
+                "(no candle opened before the Unix epoch; nanosecond timestamps end in 2262)"
+            )
     if start > end:
         raise InvalidRangeError(f"start {start.isoformat()} is after end {end.isoformat()}")
     return start, end
 
 
 def to_ms(dt: datetime) -> int:
-    """Milliseconds since the epoch of an aware datetime (what exchanges speak)."""
+    """Milliseconds since the epoch of an aware datetime (what exchanges speak), rounded down, exactly."""
     return _to_us(ensure_utc(dt)) // 1000
+
+
+def to_ns(dt: datetime) -> int:
+    """Nanoseconds since the epoch of an aware datetime, in integer arithmetic (a float loses microseconds).
+
+    A pandas ``Timestamp`` keeps its nanoseconds. This is the one converter to int64 nanoseconds, the unit of
+    candle frames and InfluxDB.
+
+    :raises NaiveDatetimeError: ``dt`` has no timezone.
+    :raises InvalidRangeError: ``dt`` is outside what int64 nanoseconds hold (1677-09-21 .. 2262-04-11).
+    """
+    ns = _to_us(ensure_utc(dt, "datetime")) * 1000 + int(getattr(dt, "nanosecond", 0))
+    if not _INT64_MIN < ns <= _INT64_MAX:  # int64 min is NaT
+        raise InvalidRangeError(f"{dt.isoformat()} is outside what int64 nanoseconds since 1970 can hold")
+    return ns
 
 
 def _to_us(dt: datetime) -> int:

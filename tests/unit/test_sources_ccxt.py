@@ -32,7 +32,11 @@ KEY = SeriesKey.of("fakex", "BTC/USDT", "1m")
 
 
 def collect(source: CandleSource, key: SeriesKey, start: datetime, end: datetime) -> pd.DataFrame:
-    frames = list(source.fetch(key, start, end))
+    frames: list[pd.DataFrame] = []
+    for batch in source.fetch_batches(key, start, end):
+        assert not batch.rejects, batch.rejects
+        if len(batch.frame):
+            frames.append(batch.frame)
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
@@ -63,7 +67,7 @@ def test_pages_by_since_up_to_the_exchange_limit() -> None:
 
 def test_limit_comes_from_features_or_the_constructor() -> None:
     exchange = FakeExchange({("BTC/USDT", "1m"): make_rows(T0, "1m", 50)}, now=T0 + timedelta(days=1), max_limit=20)
-    list(CcxtSource(exchange).fetch(KEY, T0, T0 + timedelta(minutes=50)))
+    list(CcxtSource(exchange).fetch_batches(KEY, T0, T0 + timedelta(minutes=50)))
     assert {call[3] for call in exchange.calls} == {20}
 
     exchange = FakeExchange({("BTC/USDT", "1m"): make_rows(T0, "1m", 50)}, now=T0 + timedelta(days=1), max_limit=20)
@@ -114,7 +118,7 @@ def test_the_open_candle_is_excluded_exactly_on_a_boundary() -> None:
 
 def test_a_range_entirely_in_the_future_asks_nothing() -> None:
     exchange = FakeExchange({("BTC/USDT", "1m"): make_rows(T0, "1m", 10)}, now=T0)
-    assert list(CcxtSource(exchange).fetch(KEY, T0, T0 + timedelta(minutes=10))) == []
+    assert list(CcxtSource(exchange).fetch_batches(KEY, T0, T0 + timedelta(minutes=10))) == []
     assert exchange.calls == []
 
 
@@ -207,7 +211,7 @@ def test_gives_up_after_max_retries_naming_market_and_range() -> None:
     )
     sleeps = Sleeps()
     with pytest.raises(SourceUnavailableError) as info:
-        list(CcxtSource(exchange, max_retries=2, sleep=sleeps).fetch(KEY, T0, T0 + timedelta(minutes=10)))
+        list(CcxtSource(exchange, max_retries=2, sleep=sleeps).fetch_batches(KEY, T0, T0 + timedelta(minutes=10)))
     message = str(info.value)
     assert "3 attempt(s)" in message and "connection refused" in message
     assert "fakex:BTC/USDT:1m" in message and "2024-01-01T00:00:00+00:00" in message
@@ -232,14 +236,14 @@ def test_bad_symbol_from_the_exchange_is_not_retried() -> None:
     )
     sleeps = Sleeps()
     with pytest.raises(UnknownSymbolError, match="BTC/USDT"):
-        list(CcxtSource(exchange, sleep=sleeps).fetch(KEY, T0, T0 + timedelta(minutes=10)))
+        list(CcxtSource(exchange, sleep=sleeps).fetch_batches(KEY, T0, T0 + timedelta(minutes=10)))
     assert sleeps == [] and len(exchange.calls) == 1
 
 
 def test_unlisted_symbol_is_a_clear_error_with_suggestions() -> None:
     exchange = FakeExchange({("BTC/USDT", "1m"): make_rows(T0, "1m", 10)}, now=T0 + timedelta(days=1))
     with pytest.raises(UnknownSymbolError, match=r"does not list symbol 'BTC/USDTT'.*did you mean BTC/USDT"):
-        list(CcxtSource(exchange).fetch(SeriesKey.of("fakex", "BTC/USDTT", "1m"), T0, T0 + timedelta(hours=1)))
+        list(CcxtSource(exchange).fetch_batches(SeriesKey.of("fakex", "BTC/USDTT", "1m"), T0, T0 + timedelta(hours=1)))
     assert exchange.calls == []
 
 
@@ -251,7 +255,7 @@ def test_other_exchange_errors_are_not_retried() -> None:
     )
     sleeps = Sleeps()
     with pytest.raises(SourceError, match="AuthenticationError: bad key") as info:
-        list(CcxtSource(exchange, sleep=sleeps).fetch(KEY, T0, T0 + timedelta(minutes=10)))
+        list(CcxtSource(exchange, sleep=sleeps).fetch_batches(KEY, T0, T0 + timedelta(minutes=10)))
     assert not isinstance(info.value, SourceUnavailableError)
     assert sleeps == []
 
@@ -259,13 +263,13 @@ def test_other_exchange_errors_are_not_retried() -> None:
 def test_unsupported_timeframe_lists_the_supported_ones() -> None:
     exchange = FakeExchange({}, now=T0, symbols=["BTC/USDT"], timeframes={"1m": "1m", "1h": "60"})
     with pytest.raises(UnsupportedTimeframeError, match="no 4h candles; it supports 1m, 1h"):
-        list(CcxtSource(exchange).fetch(SeriesKey.of("fakex", "BTC/USDT", "4h"), T0, T0 + timedelta(days=1)))
+        list(CcxtSource(exchange).fetch_batches(SeriesKey.of("fakex", "BTC/USDT", "4h"), T0, T0 + timedelta(days=1)))
 
 
 def test_a_key_for_another_exchange_is_refused() -> None:
     exchange = FakeExchange({("BTC/USDT", "1m"): []}, now=T0)
     with pytest.raises(SourceError, match="series is on 'binance' but this source reads 'fakex'"):
-        list(CcxtSource(exchange).fetch(SeriesKey.of("binance", "BTC/USDT", "1m"), T0, T0 + timedelta(hours=1)))
+        list(CcxtSource(exchange).fetch_batches(SeriesKey.of("binance", "BTC/USDT", "1m"), T0, T0 + timedelta(hours=1)))
 
 
 def test_malformed_rows_are_rejected_not_dropped() -> None:
@@ -276,14 +280,13 @@ def test_malformed_rows_are_rejected_not_dropped() -> None:
     assert sum(len(b.frame) for b in batches) == 3
     rejects = [r for b in batches for r in b.rejects]
     assert len(rejects) == 1 and "expected 6 fields" in rejects[0].reason
-    with pytest.raises(SourceError, match="1 malformed row"):
-        list(CcxtSource(exchange).fetch(KEY, T0, T0 + timedelta(minutes=4)))
+    assert rejects[0].raw == repr(rows[1]) and rejects[0].line == 1
 
 
 def test_start_after_end_is_refused() -> None:
     exchange = FakeExchange({("BTC/USDT", "1m"): []}, now=T0)
     with pytest.raises(ValueError, match="after end"):
-        list(CcxtSource(exchange).fetch(KEY, T0 + timedelta(hours=1), T0))
+        list(CcxtSource(exchange).fetch_batches(KEY, T0 + timedelta(hours=1), T0))
 
 
 def test_make_exchange_builds_a_rate_limited_ccxt_exchange() -> None:

@@ -22,7 +22,11 @@ def synthetic(seed: int = 1, **kwargs: object) -> SyntheticSource:
 
 
 def read(source: SyntheticSource, key: SeriesKey, start: datetime, end: datetime) -> pd.DataFrame:
-    frames = list(source.fetch(key, start, end))
+    frames: list[pd.DataFrame] = []
+    for batch in source.fetch_batches(key, start, end):
+        assert not batch.rejects, batch.rejects
+        if len(batch.frame):
+            frames.append(batch.frame)
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
@@ -118,7 +122,8 @@ def test_only_closed_candles() -> None:
     frame = read(SyntheticSource(1, clock=lambda: now), BTC, T0, T0 + timedelta(hours=1))
     assert frame["open_time"].max() == pd.Timestamp(T0 + timedelta(minutes=9))
     assert (
-        list(SyntheticSource(1, clock=lambda: now).fetch(BTC, T0 + timedelta(hours=1), T0 + timedelta(hours=2))) == []
+        list(SyntheticSource(1, clock=lambda: now).fetch_batches(BTC, T0 + timedelta(hours=1), T0 + timedelta(hours=2)))
+        == []
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta, timezone
 
 import numpy as np
@@ -10,12 +11,16 @@ import pytest
 
 from marketkeeper.errors import MarketkeeperError
 from marketkeeper.timeframes import (
+    EPOCH,
+    SUPPORTED_SPAN,
     TIMEFRAMES,
     InvalidRangeError,
     NaiveDatetimeError,
     Timeframe,
     TimeframeError,
+    check_range,
     to_ms,
+    to_ns,
 )
 
 
@@ -160,6 +165,59 @@ def test_start_after_end_is_refused() -> None:
 
 
 @pytest.mark.parametrize(
+    ("start", "end", "name", "value"),
+    [
+        (utc(1500, 1, 1), utc(2024, 1, 1), "start", "1500-01-01T00:00:00+00:00"),
+        (utc(1969, 12, 31, 23, 59, 59, 999999), utc(2024, 1, 1), "start", "1969-12-31T23:59:59.999999+00:00"),
+        (utc(2024, 1, 1), utc(2262, 1, 1, 0, 0, 0, 1), "end", "2262-01-01T00:00:00.000001+00:00"),
+        (utc(2300, 1, 1), utc(2400, 1, 1), "start", "2300-01-01T00:00:00+00:00"),
+        (utc(1, 1, 1), utc(9999, 12, 31), "start", "0001-01-01T00:00:00+00:00"),
+    ],
+)
+def test_times_outside_the_supported_span_are_refused_naming_value_and_span(
+    start: datetime, end: datetime, name: str, value: str
+) -> None:
+    span = "1970-01-01T00:00:00+00:00 .. 2262-01-01T00:00:00+00:00"
+    expected = re.escape(f"{name} {value} is outside the supported span {span}")
+    with pytest.raises(InvalidRangeError, match=f"^{expected}") as info:
+        check_range(start, end)
+    assert isinstance(info.value, MarketkeeperError) and "\n" not in str(info.value)
+    with pytest.raises(InvalidRangeError, match="outside the supported span"):
+        Timeframe.parse("1d").count(start, end)
+
+
+def test_the_supported_span_itself_is_accepted() -> None:
+    assert (EPOCH, utc(2262, 1, 1)) == SUPPORTED_SPAN
+    assert check_range(*SUPPORTED_SPAN) == SUPPORTED_SPAN
+    assert check_range(EPOCH, EPOCH) == (EPOCH, EPOCH)
+    assert Timeframe.parse("1d").count(*SUPPORTED_SPAN) == (SUPPORTED_SPAN[1] - EPOCH).days
+
+
+def test_to_ns_is_exact_integer_arithmetic() -> None:
+    assert to_ns(EPOCH) == 0
+    moment = utc(2024, 1, 1, 0, 0, 0, 123457)
+    assert to_ns(moment) == 1_704_067_200_123_457_000
+    assert int(moment.timestamp() * 1e9) == 1_704_067_200_123_457_024  # what a float converter gets wrong
+    assert to_ns(utc(1969, 12, 31, 23, 59, 59, 999999)) == -1000
+    assert to_ns(datetime(2024, 1, 1, 2, tzinfo=timezone(timedelta(hours=2)))) == to_ns(utc(2024, 1, 1))
+    assert to_ns(pd.Timestamp("2024-01-01 00:00:00.000000007", tz="UTC")) == 1_704_067_200_000_000_007
+    rng = np.random.default_rng(3)
+    for us in rng.integers(-(10**15), 9 * 10**15, size=200):
+        stamp = EPOCH + timedelta(microseconds=int(us))
+        assert to_ns(stamp) == pd.Timestamp(stamp).as_unit("ns").value == int(us) * 1000
+    assert to_ms(moment) == 1_704_067_200_123
+
+
+def test_to_ns_refuses_naive_and_unrepresentable_times() -> None:
+    with pytest.raises(NaiveDatetimeError, match="no timezone"):
+        to_ns(datetime(2024, 1, 1))  # noqa: DTZ001
+    with pytest.raises(InvalidRangeError, match="int64 nanoseconds"):
+        to_ns(utc(1500, 1, 1))
+    with pytest.raises(InvalidRangeError, match="int64 nanoseconds"):
+        to_ns(utc(2262, 4, 12))
+
+
+@pytest.mark.parametrize(
     ("tf", "now", "expected"),
     [
         ("1m", utc(2024, 1, 1, 10, 5, 30), utc(2024, 1, 1, 10, 4)),
@@ -190,9 +248,9 @@ def test_vectorized_agrees_with_scalar(spelling: str) -> None:
         for s, u in zip(seconds, rng.integers(0, 1_000_000, size=400), strict=True)
     ]
     instants += [tf.floor(t) for t in instants[:100]]
-    ns = np.array([to_ms(t) * 1_000_000 + t.microsecond % 1000 * 1000 for t in instants], dtype=np.int64)
+    ns = np.array([to_ns(t) for t in instants], dtype=np.int64)
     floored = tf.floor_ns(ns)
-    expected = np.array([to_ms(tf.floor(t)) * 1_000_000 for t in instants], dtype=np.int64)
+    expected = np.array([to_ns(tf.floor(t)) for t in instants], dtype=np.int64)
     np.testing.assert_array_equal(floored, expected)
     np.testing.assert_array_equal(tf.is_aligned_ns(ns), [tf.is_aligned(t) for t in instants])
 

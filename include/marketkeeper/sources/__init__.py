@@ -17,7 +17,6 @@ from marketkeeper.sources.base import (
     CandleSource,
     ChecksumMismatchError,
     CorruptFileError,
-    MalformedRowsError,
     NoDataError,
     Reject,
     SourceError,
@@ -37,7 +36,6 @@ __all__ = [
     "CandleSource",
     "ChecksumMismatchError",
     "CorruptFileError",
-    "MalformedRowsError",
     "NoDataError",
     "Reject",
     "SourceError",
@@ -88,7 +86,8 @@ def make_source(
     """
     kind, argument = parse_source_spec(spec)
     if kind == "files":
-        assert argument is not None  # parse_source_spec guarantees it
+        if not argument:  # parse_source_spec refuses this already; kept as a real check, not an assert
+            raise ConfigurationError(f"source {spec!r} needs a directory: files:DIR")
         return BinanceFilesSource(argument)
     if kind == "synthetic":
         return SyntheticSource(int(argument) if argument else (seed or 0), holes=holes)

@@ -22,7 +22,6 @@ __all__ = [
     "CandleSource",
     "ChecksumMismatchError",
     "CorruptFileError",
-    "MalformedRowsError",
     "NoDataError",
     "Reject",
     "SourceError",
@@ -86,10 +85,6 @@ class ChecksumMismatchError(CorruptFileError):
     """A file's SHA-256 differs from its ``.CHECKSUM``; the message names the file and both digests."""
 
 
-class MalformedRowsError(SourceError):
-    """Rows could not be parsed and the caller used :meth:`CandleSource.fetch`, which cannot return them."""
-
-
 @dataclass(frozen=True, slots=True)
 class Reject:
     """A row a source could not turn into a candle, kept verbatim with where it came from and why."""
@@ -147,22 +142,3 @@ class CandleSource(abc.ABC):
         :param end: exclusive, timezone-aware.
         :raises SourceError: (a subclass) naming the source, the series and the range.
         """
-
-    def fetch(self, key: SeriesKey, start: datetime, end: datetime) -> Iterator[pd.DataFrame]:
-        """Yield the candle frames of :meth:`fetch_batches`.
-
-        Rows cannot be silently dropped this way: the first batch carrying rejects raises
-        :class:`MalformedRowsError`. Use :meth:`fetch_batches` to quarantine them instead.
-        """
-        for batch in self.fetch_batches(key, start, end):
-            if batch.rejects:
-                first = batch.rejects[0]
-                raise MalformedRowsError(
-                    f"{len(batch.rejects)} malformed row(s), first {first}",
-                    source=self.name,
-                    key=key,
-                    start=start,
-                    end=end,
-                )
-            if len(batch.frame):
-                yield batch.frame

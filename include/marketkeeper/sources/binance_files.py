@@ -1,38 +1,28 @@
-"""Candles from Binance public-data kline files (data.binance.vision), checksummed, one batch per file.
+"""Candles from Binance public-data kline files (data.binance.vision), checksummed, streamed in bounded chunks.
 
 Files are ``{SYMBOL}-{interval}-{YYYY-MM-DD}.zip`` (daily) or ``{SYMBOL}-{interval}-{YYYY-MM}.zip`` (monthly),
 or the ``.csv`` inside them; each ``.zip`` comes with ``.zip.CHECKSUM`` (``sha256-hex  file-name``). Rows are
 12 columns, with or without a header; open times are milliseconds, or microseconds (spot files from 2025).
+A file may inflate to no more than its period's candles can take (:func:`max_file_bytes`): a zip bomb fails.
+Rows are parsed by :mod:`marketkeeper.sources.kline_parse`.
 """
 
 from __future__ import annotations
 
 import hashlib
-import logging
 import re
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Final
+from typing import IO, Final
 
-import numpy as np
 import pandas as pd
 
-from marketkeeper.candles import (
-    CLOSE,
-    HIGH,
-    LOW,
-    OPEN,
-    OPEN_TIME,
-    QUOTE_VOLUME,
-    TRADE_COUNT,
-    VOLUME,
-    SeriesKey,
-    normalize_frame,
-)
+from marketkeeper.candles import OPEN_TIME, SeriesKey
 from marketkeeper.sources.base import (
     CandleBatch,
     CandleSource,
@@ -43,24 +33,66 @@ from marketkeeper.sources.base import (
     SourceError,
     UnknownSymbolError,
 )
-from marketkeeper.timeframes import Timeframe, check_range, ensure_utc
+from marketkeeper.sources.kline_parse import KlinePeriod, parse_kline_lines
+from marketkeeper.timeframes import Timeframe, check_range, ensure_utc, to_ns
 
-__all__ = ["BinanceFilesSource", "binance_interval", "binance_symbol", "verify_checksum"]
+__all__ = [
+    "MAX_ROW_BYTES",
+    "BinanceFilesSource",
+    "binance_interval",
+    "binance_symbol",
+    "capped_lines",
+    "max_file_bytes",
+    "verify_checksum",
+]
 
-log = logging.getLogger(__name__)
-
-COLUMNS: Final = (
-    "open_time", "open", "high", "low", "close", "volume", "close_time",
-    "quote_volume", "count", "taker_buy_base", "taker_buy_quote", "ignore",
-)  # fmt: skip
 _FILE_NAME: Final = re.compile(
     r"^(?P<symbol>[A-Z0-9_]+)-(?P<interval>[0-9]+[a-z]+)-(?P<year>\d{4})-(?P<month>\d{2})(?:-(?P<day>\d{2}))?"
     r"\.(?P<ext>zip|csv)$"
 )
-# 10**14 ms is the year 5138 and 10**14 us is 1973: anything above is microseconds.
-_MICROSECONDS_FROM: Final = 10**14
-_MICROSECONDS_TO: Final = 10**17
 _HASH_CHUNK: Final = 1 << 20
+_READ_CHUNK: Final = 1 << 20
+#: The most bytes one kline row may take: real rows are 100 to 200, with microsecond times and 8 decimals.
+MAX_ROW_BYTES: Final = 512
+# However few candles a period holds, a file may take this much (a header, a BOM, stray blank lines).
+_MIN_FILE_BYTES: Final = 64 * 1024
+_ONE_DAY: Final = Timeframe.parse("1d")
+_ONE_MONTH: Final = Timeframe.parse("1M")
+
+
+def max_file_bytes(candles: int) -> int:
+    """The most bytes a kline file holding at most ``candles`` rows may inflate to (its header included)."""
+    return max(_MIN_FILE_BYTES, (candles + 1) * MAX_ROW_BYTES)
+
+
+def capped_lines(
+    stream: IO[bytes], *, limit: int, file: str, source: str, key: SeriesKey | None = None
+) -> Iterator[tuple[int, bytes]]:
+    """The numbered lines of ``stream`` (without ``\n``), read in chunks; fail once more than ``limit`` bytes come.
+
+    Never holds more than ``limit`` plus one chunk in memory, whatever a zip header claims.
+
+    :raises CorruptFileError: naming ``file``, the limit and how many bytes were read.
+    """
+    total = 0
+    number = 0
+    pending = b""
+    while chunk := stream.read(_READ_CHUNK):
+        total += len(chunk)
+        if total > limit:
+            raise CorruptFileError(
+                f"{file} inflates to more than {limit} bytes (read {total} so far), the most its period's "
+                "candles can take: a zip bomb or not a kline file",
+                source=source,
+                key=key,
+            )
+        lines = (pending + chunk).split(b"\n")
+        pending = lines.pop()
+        for line in lines:
+            number += 1
+            yield number, line
+    if pending:
+        yield number + 1, pending
 
 
 def binance_symbol(symbol: str) -> str:
@@ -116,9 +148,11 @@ class _KlineFile:
 
 
 class BinanceFilesSource(CandleSource):
-    """Candles of one series from the kline files in ``directory`` (one batch per file, in time order).
+    """Candles of one series from the kline files in ``directory`` (in time order, at least one batch per file).
 
-    A ``.zip`` wins over a ``.csv`` of the same name, a monthly file over the daily files of its month.
+    A ``.zip`` wins over a ``.csv`` of the same name, a monthly file over the daily files of its month. Rows
+    outside the period a file's name declares are rejects; a file whose name is not a date, that has no row in
+    its period, or that inflates beyond :func:`max_file_bytes` fails the fetch with :class:`CorruptFileError`.
 
     :param directory: where the files are.
     :param recursive: also look in sub-directories (the layout ``data.binance.vision`` downloads have).
@@ -153,7 +187,7 @@ class BinanceFilesSource(CandleSource):
             raise UnknownSymbolError(str(exc), source=self.name, key=key, start=start, end=end) from exc
         if not self.directory.is_dir():
             raise SourceError(f"{self.directory} is not a directory", source=self.name, key=key)
-        files = self._files(symbol, binance_interval(key.timeframe), start, end)
+        files = self._files(symbol, binance_interval(key.timeframe), start, end, key)
         if not files:
             raise NoDataError(
                 f"no {symbol}-{binance_interval(key.timeframe)}-*.zip/.csv files in {self.directory} overlap the range",
@@ -164,24 +198,19 @@ class BinanceFilesSource(CandleSource):
             )
         tf = key.timeframe
         closed_before = tf.floor(ensure_utc(self._clock(), "clock()"))
-        lo = _ns(start)
-        hi = _ns(min(end, closed_before))
+        lo = to_ns(start)
+        hi = to_ns(min(end, closed_before))
         for kline in files:
-            frame, rejects = self._read(kline, key)
-            times = frame[OPEN_TIME].dt.as_unit("ns").array.asi8
-            frame = frame[(times >= lo) & (times < hi)].reset_index(drop=True)
-            # A reject without a readable time belongs to its file's first period, so that runs over a
-            # partition of the range report it exactly once.
-            kept = tuple(
-                r
-                for r in rejects
-                if (r.open_time is not None and start <= r.open_time < end)
-                or (r.open_time is None and start <= kline.period_start < end)
-            )
-            if len(frame) or kept:
-                yield CandleBatch(frame, kept)
+            # Each file is read whole, whatever the range: rows outside it are other runs' to keep, but a
+            # file with no row in its period must fail every run that reads it.
+            for frame, rejects in self._read(kline, key):
+                times = frame[OPEN_TIME].dt.as_unit("ns").array.asi8
+                frame = frame[(times >= lo) & (times < hi)].reset_index(drop=True)
+                kept = tuple(r for r in rejects if _reported_in(r, kline, start, end))
+                if len(frame) or kept:
+                    yield CandleBatch(frame, kept)
 
-    def _files(self, symbol: str, interval: str, start: datetime, end: datetime) -> list[_KlineFile]:
+    def _files(self, symbol: str, interval: str, start: datetime, end: datetime, key: SeriesKey) -> list[_KlineFile]:
         pattern = f"{symbol}-{interval}-*"
         paths = self.directory.rglob(pattern) if self.recursive else self.directory.glob(pattern)
         found: dict[tuple[str, bool], _KlineFile] = {}
@@ -189,14 +218,8 @@ class BinanceFilesSource(CandleSource):
             match = _FILE_NAME.match(path.name)
             if not match or match["symbol"] != symbol or match["interval"] != interval or not path.is_file():
                 continue
-            year, month = int(match["year"]), int(match["month"])
             monthly = match["day"] is None
-            if monthly:
-                period_start = datetime(year, month, 1, tzinfo=UTC)
-                period_end = datetime(year + month // 12, month % 12 + 1, 1, tzinfo=UTC)
-            else:
-                period_start = datetime(year, month, int(match["day"]), tzinfo=UTC)
-                period_end = Timeframe.parse("1d").next_open(period_start)
+            period_start, period_end = self._period(path, match, key)
             if not (period_start < end and period_end > start):
                 continue
             stem = path.name.rsplit(".", 1)[0]
@@ -208,123 +231,87 @@ class BinanceFilesSource(CandleSource):
         chosen = [k for k in found.values() if k.monthly or (k.period_start.year, k.period_start.month) not in months]
         return sorted(chosen, key=lambda k: k.period_start)
 
-    def _read(self, kline: _KlineFile, key: SeriesKey) -> tuple[pd.DataFrame, list[Reject]]:
+    def _period(self, path: Path, match: re.Match[str], key: SeriesKey) -> tuple[datetime, datetime]:
+        """The ``[start, end)`` a file's name declares; a name that is no date fails (it may hide data)."""
+        year, month, day = int(match["year"]), int(match["month"]), match["day"]
+        try:
+            if day is None:
+                opened = datetime(year, month, 1, tzinfo=UTC)
+                return opened, _ONE_MONTH.next_open(opened)
+            opened = datetime(year, month, int(day), tzinfo=UTC)
+            return opened, _ONE_DAY.next_open(opened)
+        except (ValueError, OverflowError) as exc:
+            declared = f"{match['year']}-{match['month']}" + (f"-{day}" if day is not None else "")
+            raise CorruptFileError(
+                f"{path} is named for {declared}, which is not a date ({exc}); rename or remove it",
+                source=self.name,
+                key=key,
+            ) from exc
+
+    def _read(self, kline: _KlineFile, key: SeriesKey) -> Iterator[tuple[pd.DataFrame, list[Reject]]]:
         path = kline.path
+        candles = max(1, key.timeframe.count(kline.period_start, kline.period_end))
+        limit = max_file_bytes(candles)
+        period = KlinePeriod(path.name, kline.period_start, kline.period_end, max_rows=2 * candles + 16)
         if path.suffix == ".zip":
             checksum = path.with_name(path.name + ".CHECKSUM")
             if self.require_checksum or checksum.exists():
                 verify_checksum(path, source=self.name)
+        with ExitStack() as stack:
+            stream = self._open(path, limit, stack, key)
+            lines = capped_lines(stream, limit=limit, file=str(path), source=self.name, key=key)
             try:
-                with zipfile.ZipFile(path) as archive:
-                    members = [n for n in archive.namelist() if n.lower().endswith(".csv")]
-                    if len(members) != 1:
-                        raise CorruptFileError(
-                            f"{path} should hold one .csv, it holds {archive.namelist()}",
-                            source=self.name,
-                            key=key,
-                        )
-                    data = archive.read(members[0])
-            except (zipfile.BadZipFile, EOFError, zlib.error, ValueError) as exc:
+                yield from parse_kline_lines(lines, period, source=self.name, key=key)
+            except SourceError:
+                raise
+            except (zipfile.BadZipFile, EOFError, zlib.error, OSError, ValueError) as exc:
                 raise CorruptFileError(
                     f"{path} is truncated or corrupt: {type(exc).__name__}: {exc}", source=self.name, key=key
                 ) from exc
-        else:
-            data = path.read_bytes()
-        try:
-            text = data.decode("utf-8-sig")
-        except UnicodeDecodeError as exc:
-            raise CorruptFileError(f"{path} is not UTF-8 text: {exc}", source=self.name, key=key) from exc
-        return _parse_klines(text, path.name, self.name)
 
-
-def _parse_klines(text: str, file: str, source: str) -> tuple[pd.DataFrame, list[Reject]]:
-    """Parse kline rows; rows that are not 12 numeric columns come back as rejects with their line numbers."""
-    times: list[int] = []
-    values: list[tuple[float, float, float, float, float, float]] = []
-    counts: list[int] = []
-    rejects: list[Reject] = []
-    file_unit_us: bool | None = None
-    first = True
-    for number, line in enumerate(text.splitlines(), start=1):
-        raw = line.strip()
-        if not raw:
-            continue
-        fields = raw.split(",")
-        if first:
-            first = False
-            if fields[0].strip().strip('"').lower().startswith("open"):
-                continue  # the header row newer files have
-        stamp: int | None = None
+    def _open(self, path: Path, limit: int, stack: ExitStack, key: SeriesKey) -> IO[bytes]:
+        """The bytes of a ``.csv``, or of the one ``.csv`` inside a ``.zip``, after checking their declared size."""
         try:
-            if len(fields) != len(COLUMNS):
-                raise ValueError(f"expected {len(COLUMNS)} columns, got {len(fields)}")
-            stamp = _int(fields[0], "open_time")
-            if not 0 <= stamp < _MICROSECONDS_TO:
-                raise ValueError(f"open_time {stamp} is neither milliseconds nor microseconds since 1970")
-            is_us = stamp >= _MICROSECONDS_FROM
-            if file_unit_us is None:
-                file_unit_us = is_us
-            elif is_us != file_unit_us:
-                raise ValueError(
-                    "open_time is in {} but the file's first row is in {}".format(
-                        "microseconds" if is_us else "milliseconds", "microseconds" if file_unit_us else "ms"
+            if path.suffix != ".zip":
+                size = path.stat().st_size
+                if size > limit:
+                    raise CorruptFileError(
+                        f"{path} is {size} bytes, more than the {limit} its period's candles can take",
+                        source=self.name,
+                        key=key,
                     )
+                return stack.enter_context(path.open("rb"))
+            archive = stack.enter_context(zipfile.ZipFile(path))
+            members = [info for info in archive.infolist() if info.filename.lower().endswith(".csv")]
+            if len(members) != 1:
+                raise CorruptFileError(
+                    f"{path} should hold one .csv, it holds {archive.namelist()}", source=self.name, key=key
                 )
-            row = (
-                _float(fields[1], "open"),
-                _float(fields[2], "high"),
-                _float(fields[3], "low"),
-                _float(fields[4], "close"),
-                _float(fields[5], "volume"),
-                _float(fields[7], "quote_volume"),
-            )
-            count = _int(fields[8], "count")
-        except (ValueError, OverflowError) as exc:
-            open_time = _stamp_time(stamp) if stamp is not None else None
-            rejects.append(
-                Reject(source=source, reason=str(exc), raw=line, file=file, line=number, open_time=open_time)
-            )
-            continue
-        times.append(stamp * (1000 if is_us else 1_000_000))
-        values.append(row)
-        counts.append(count)
-    table = np.array(values, dtype=np.float64).reshape(-1, 6)
-    frame = pd.DataFrame(
-        {
-            OPEN_TIME: pd.to_datetime(np.array(times, dtype=np.int64), unit="ns", utc=True),
-            OPEN: table[:, 0],
-            HIGH: table[:, 1],
-            LOW: table[:, 2],
-            CLOSE: table[:, 3],
-            VOLUME: table[:, 4],
-            QUOTE_VOLUME: table[:, 5],
-            TRADE_COUNT: pd.array(counts, dtype="Int64"),
-        }
-    )
-    return normalize_frame(frame), rejects
+            member = members[0]
+            if member.file_size > limit:
+                raise CorruptFileError(
+                    f"{path} inflates to {member.file_size} bytes ({member.filename}), more than the {limit} its "
+                    "period's candles can take: a zip bomb or not a kline file",
+                    source=self.name,
+                    key=key,
+                )
+            return stack.enter_context(archive.open(member))
+        except SourceError:
+            raise
+        except (zipfile.BadZipFile, EOFError, zlib.error, ValueError, RuntimeError, NotImplementedError) as exc:
+            # RuntimeError: an encrypted member; NotImplementedError: a compression zipfile cannot read.
+            raise CorruptFileError(
+                f"{path} is truncated or corrupt: {type(exc).__name__}: {exc}", source=self.name, key=key
+            ) from exc
+        except OSError as exc:
+            raise CorruptFileError(f"cannot read {path}: {exc}", source=self.name, key=key) from exc
 
 
-def _int(value: str, column: str) -> int:
-    try:
-        return int(value.strip())
-    except ValueError:
-        raise ValueError(f"{column} is not an integer: {value.strip()!r}") from None
+def _reported_in(reject: Reject, kline: _KlineFile, start: datetime, end: datetime) -> bool:
+    """Whether a run over ``[start, end)`` reports ``reject``: exactly one run of a partition of the range does.
 
-
-def _float(value: str, column: str) -> float:
-    try:
-        return float(value.strip())
-    except ValueError:
-        raise ValueError(f"{column} is not a number: {value.strip()!r}") from None
-
-
-def _stamp_time(stamp: int) -> datetime | None:
-    try:
-        unit = "us" if stamp >= _MICROSECONDS_FROM else "ms"
-        return pd.Timestamp(stamp, unit=unit, tz="UTC").to_pydatetime()
-    except (ValueError, OverflowError, pd.errors.OutOfBoundsDatetime):
-        return None  # the time itself is what is malformed; the reject's reason says so
-
-
-def _ns(dt: datetime) -> int:
-    return int(pd.Timestamp(dt).as_unit("ns").value)
+    A reject with a time inside its file's period belongs to that time; one without (unreadable, or outside
+    the period, so not to be trusted) belongs to its file's first instant.
+    """
+    at = reject.open_time if reject.open_time is not None else kline.period_start
+    return start <= at < end

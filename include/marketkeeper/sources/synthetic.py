@@ -32,7 +32,7 @@ from marketkeeper.candles import (
     normalize_frame,
 )
 from marketkeeper.sources.base import CandleBatch, CandleSource
-from marketkeeper.timeframes import Timeframe, check_range, ensure_utc
+from marketkeeper.timeframes import Timeframe, check_range, ensure_utc, to_ns
 
 __all__ = ["SyntheticSource"]
 
@@ -121,7 +121,7 @@ class SyntheticSource(CandleSource):
         if len(opens) and self.holes:
             in_hole = np.zeros(len(opens), dtype=bool)
             for hole_start, hole_end in self.holes:
-                in_hole |= (opens >= _ns(hole_start)) & (opens < _ns(hole_end))
+                in_hole |= (opens >= to_ns(hole_start)) & (opens < to_ns(hole_end))
             opens = opens[~in_hole]
         series = _series_id(key.exchange, key.symbol)
         minutes_per_candle = tf.microseconds // 60_000_000 if tf.is_fixed else 31 * _MINUTES_PER_DAY
@@ -132,7 +132,7 @@ class SyntheticSource(CandleSource):
 
     def _candles(self, series: int, tf: Timeframe, opens: npt.NDArray[np.int64]) -> pd.DataFrame:
         """Candles opening at ``opens`` (ascending, aligned), rolled up from the 1m candles they span."""
-        last_close = _ns(tf.next_open(pd.Timestamp(int(opens[-1]), tz="UTC").to_pydatetime()))
+        last_close = to_ns(tf.next_open(_dt(int(opens[-1]))))
         first_day, last_day = int(opens[0]) // _NS_PER_DAY, (last_close - 1) // _NS_PER_DAY
         days = [self._minute_day(series, day) for day in range(first_day, last_day + 1)]
         minute_ns = first_day * _NS_PER_DAY + np.arange(len(days) * _MINUTES_PER_DAY, dtype=np.int64) * _NS_PER_MINUTE
@@ -144,7 +144,7 @@ class SyntheticSource(CandleSource):
             if tf.is_fixed:
                 stop = np.searchsorted(minute_ns, opens + tf.nanoseconds)
             else:
-                stop = np.searchsorted(minute_ns, [_ns(tf.next_open(_dt(int(t)))) for t in opens])
+                stop = np.searchsorted(minute_ns, [to_ns(tf.next_open(_dt(int(t)))) for t in opens])
             # reduceat over [begin0, stop0, begin1, ...] reduces each candle's minutes at the even slots.
             bounds = np.empty(2 * len(opens), dtype=np.intp)
             bounds[0::2], bounds[1::2] = begin, stop
@@ -225,7 +225,3 @@ def _daily_log(seed: int, series: int, relative_day: int) -> float:
 
 def _dt(ns: int) -> datetime:
     return pd.Timestamp(ns, tz="UTC").to_pydatetime()
-
-
-def _ns(dt: datetime) -> int:
-    return int(pd.Timestamp(dt).as_unit("ns").value)
