@@ -1,5 +1,8 @@
 """The candle store contract, run against every backend on the real servers: SQL on PostgreSQL, SQL on
 SQLite and InfluxDB. Each test writes series of its own (a unique exchange name) and deletes them after.
+
+Hostile names (quotes, separators, braces, percent signs, unicode) and tricky floats must come back exactly
+as written from every backend; a name line protocol cannot carry is refused by the InfluxDB store, naming it.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from marketkeeper.ledger import create_ledger_engine, migrate
 from marketkeeper.stores import (
     CandleStore,
     CandleStoreError,
+    CandleStoreMissingError,
     CandleStoreUnavailableError,
     InfluxDBCandleStore,
     SQLCandleStore,
@@ -45,6 +49,29 @@ HOSTILE_SYMBOLS = [
     "tab\there/USDT",
     "$sym; DROP TABLE x--",
     "trailing space ",
+    # str.format templates would read these as placeholders or escapes ("A{{B" came back as "A{B").
+    "A{{B",
+    "A{x}/USDT",
+    "{0}{}{!r}/USDT",
+    "}{ }}/USDT",
+    "%d %s %%/USDT",
+    "back\\n{not a newline}",
+]
+HOSTILE_EXCHANGES = ["ex{{change}}", "ex,ch ange=", "{}", "%s"]
+#: Names line protocol cannot carry (see marketkeeper.influxdb.lineprotocol): InfluxDB refuses them.
+UNCARRIABLE_SYMBOLS = ["line\nbreak/USDT", "trailing backslash\\", 'backslash\\"quote']
+#: Floats a decimal column or a short repr would change: every store must return these exact doubles.
+EXACT_FLOATS = [
+    1.2345678901234567e-10,
+    1e-19,
+    5e-324,  # the smallest subnormal
+    123456789.12345679,
+    0.1 + 0.2,
+    1 / 3,
+    2.0**53 + 2,
+    1.7976931348623157e308,
+    -2.5e-300,
+    7e22,
 ]
 
 
@@ -95,7 +122,7 @@ def assert_same(actual: pd.DataFrame, expected: pd.DataFrame) -> None:
 class Backend:
     name: str
     store: CandleStore
-    #: A store of the same kind whose server is down (or, for SQLite, whose database is not migrated).
+    #: A store of the same kind whose server is down (for SQLite: whose file cannot be opened).
     make_broken: Callable[[], CandleStore]
     exchanges: list[str] = field(default_factory=list)
 
@@ -130,8 +157,10 @@ def _down_pg_store(url: str) -> CandleStore:
     return SQLCandleStore(engine, owns_engine=True)
 
 
-def _unmigrated_sqlite_store(folder: Path) -> CandleStore:
-    return SQLCandleStore(create_ledger_engine(f"sqlite:///{folder / 'unmigrated.sqlite'}"), owns_engine=True)
+def _unopenable_sqlite_store(folder: Path) -> CandleStore:
+    # The "file" is a directory: SQLite cannot open it, the closest it comes to a server that is down.
+    (folder / "not-a-file.sqlite").mkdir(exist_ok=True)
+    return SQLCandleStore(create_ledger_engine(f"sqlite:///{folder / 'not-a-file.sqlite'}"), owns_engine=True)
 
 
 def _down_influxdb_store() -> CandleStore:
@@ -147,7 +176,7 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]
         b = Backend("postgresql", store, lambda: _down_pg_store(url))
     elif request.param == "sqlite":
         store = SQLCandleStore(create_ledger_engine(request.getfixturevalue("sqlite_url")), owns_engine=True)
-        b = Backend("sqlite", store, lambda: _unmigrated_sqlite_store(tmp_path))
+        b = Backend("sqlite", store, lambda: _unopenable_sqlite_store(tmp_path))
     else:
         store = InfluxDBCandleStore(request.getfixturevalue("influxdb_client"))
         b = Backend("influxdb", store, _down_influxdb_store)
@@ -265,6 +294,62 @@ def test_hostile_symbol_names_round_trip(backend: Backend, symbol: str) -> None:
     assert backend.store.delete_range(key, T0, T0 + timedelta(minutes=2)) == 2
     assert backend.store.count(key, *ALL_TIME) == 3
     assert backend.store.count(neighbour, *ALL_TIME) == 3
+
+
+@pytest.mark.parametrize("exchange", HOSTILE_EXCHANGES)
+def test_hostile_exchange_names_round_trip(backend: Backend, exchange: str) -> None:
+    unique = f"{exchange}{uuid.uuid4().hex[:8]}"
+    key = backend.key("A{x}/USDT", exchange=unique)
+    frame = candles(T0, 4)
+
+    assert backend.store.write(key, frame) == 4
+
+    assert_same(backend.store.read(key, *ALL_TIME), frame)
+    assert [k for k in backend.store.list_series() if k.exchange == unique] == [key]
+    assert backend.store.delete_range(key, *ALL_TIME) == 4
+
+
+@pytest.mark.parametrize("symbol", UNCARRIABLE_SYMBOLS, ids=repr)
+def test_names_line_protocol_cannot_carry_are_refused_by_influxdb_and_kept_by_sql(
+    backend: Backend, symbol: str
+) -> None:
+    key = backend.key(symbol)
+    frame = candles(T0, 3)
+    if backend.name != "influxdb":
+        backend.store.write(key, frame)
+        assert_same(backend.store.read(key, *ALL_TIME), frame)
+        return
+    with pytest.raises(CandleStoreError) as caught:
+        backend.store.write(key, frame)
+    assert repr(symbol) in str(caught.value)
+    assert type(caught.value) is CandleStoreError  # refused input, not a store that is down
+    assert backend.store.count(key, *ALL_TIME) == 0
+
+
+def test_tricky_floats_read_back_as_the_very_same_doubles(backend: Backend) -> None:
+    key = backend.key()
+    n = len(EXACT_FLOATS)
+    rolled = {name: np.roll(EXACT_FLOATS, i) for i, name in enumerate(("open", "high", "low", "close", "volume"))}
+    frame = pd.DataFrame(
+        {
+            "open_time": pd.date_range(T0, periods=n, freq="1min", tz="UTC"),
+            **rolled,
+            "quote_volume": np.roll(EXACT_FLOATS, 5),
+            "trade_count": pd.array(range(n), dtype="Int64"),
+        }
+    )
+
+    backend.store.write(key, frame)
+
+    back = backend.store.read(key, *ALL_TIME)
+    for name in ("open", "high", "low", "close", "volume", "quote_volume"):
+        # repr() compares the doubles bit for bit (and tells 1e-19 from 0 in a failure message).
+        assert [repr(v) for v in back[name].tolist()] == [repr(v) for v in frame[name].tolist()], name
+    assert_same(backend.store.latest(key, n), frame)
+    # Rewriting the same doubles is recognized as unchanged, and a changed last bit as a change.
+    nudged = frame.iloc[[0]].assign(close=np.nextafter(frame["close"].iloc[0], 0.0))
+    backend.store.write(key, nudged)
+    assert backend.store.read(key, T0, T0 + timedelta(minutes=1))["close"].tolist() == nudged["close"].tolist()
 
 
 # --- ranges and queries --------------------------------------------------------------------------------
@@ -403,12 +488,15 @@ def test_a_failed_write_raises_and_a_retry_completes_without_duplicates(backend:
     finally:
         broken.close()
 
-    message = str(caught.value)
+    error = caught.value
+    assert type(error) is CandleStoreUnavailableError
+    assert error.store == broken.name
+    assert error.operation == "write"
+    assert error.key == key
+    message = str(error)
     assert broken.name in message
     assert str(key) in message
     assert T0.isoformat() in message  # the range
-    if backend.name != "sqlite":
-        assert isinstance(caught.value, CandleStoreUnavailableError)
 
     assert backend.store.write(key, frame) == 40
     assert backend.store.count(key, *ALL_TIME) == 40
@@ -419,10 +507,11 @@ def test_reads_from_a_down_store_raise_naming_the_store(backend: Backend) -> Non
     key = backend.key()
     broken = backend.make_broken()
     try:
-        with pytest.raises(CandleStoreError, match="read") as caught:
+        with pytest.raises(CandleStoreUnavailableError, match="read") as caught:
             broken.read(key, T0, T0 + timedelta(days=1))
     finally:
         broken.close()
+    assert caught.value.store == broken.name
     assert broken.name in str(caught.value)
 
 
@@ -476,19 +565,51 @@ def test_sql_store_refuses_names_longer_than_the_table_holds(migrated_pg_url: st
         store.close()
 
 
-def test_the_factory_picks_influxdb_when_configured_else_the_sql_store(
-    migrated_pg_url: str, influxdb_client: InfluxDBClient
-) -> None:
-    from marketkeeper.settings import Settings
-    from marketkeeper.stores import make_candle_store
+@pytest.fixture(params=["postgresql", "sqlite", "influxdb"])
+def store_without_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[CandleStore]:
+    """A store whose database (InfluxDB) or table (SQL: a ledger never migrated) does not exist."""
+    if request.param == "postgresql":
+        store: CandleStore = SQLCandleStore(create_ledger_engine(request.getfixturevalue("fresh_pg_url")))
+    elif request.param == "sqlite":
+        store = SQLCandleStore(create_ledger_engine(f"sqlite:///{tmp_path / 'unmigrated.sqlite'}"))
+    else:
+        client: InfluxDBClient = request.getfixturevalue("influxdb_client")
+        missing = f"{client.database}_missing_{uuid.uuid4().hex[:6]}"
+        store = InfluxDBCandleStore(InfluxDBClient(client.url, database=missing, max_retries=0), owns_client=True)
+    yield store
+    store.close()
 
-    with make_candle_store(Settings(database_url=migrated_pg_url, influxdb_url=None)) as sql_store:
-        assert isinstance(sql_store, SQLCandleStore)
-        assert sql_store.backend == "postgresql"
-        assert sql_store.count(SeriesKey.of("nobody", "X/Y", "1m"), *ALL_TIME) == 0
-    settings = Settings(
-        database_url=migrated_pg_url, influxdb_url=influxdb_client.url, influxdb_bucket=influxdb_client.database
-    )
-    with make_candle_store(settings) as influx_store:
-        assert isinstance(influx_store, InfluxDBCandleStore)
-        assert influx_store.count(SeriesKey.of("nobody", "X/Y", "1m"), *ALL_TIME) == 0
+
+def test_a_missing_database_is_an_error_naming_the_remedy_never_created_by_a_write(
+    store_without_database: CandleStore,
+) -> None:
+    store = store_without_database
+    key = SeriesKey.of("binance", "BTC/USDT", "1m")
+    with pytest.raises(CandleStoreMissingError, match="marketkeeper db upgrade") as write:
+        store.write(key, candles(T0, 3))
+    with pytest.raises(CandleStoreMissingError, match="marketkeeper db upgrade") as read:
+        store.read(key, *ALL_TIME)
+    for caught in (write, read):
+        assert caught.value.store == store.name
+        assert "\n" not in str(caught.value)
+    # Still missing: the write did not create it.
+    with pytest.raises(CandleStoreMissingError):
+        store.count(key, *ALL_TIME)
+
+
+def test_influxdb_ensure_database_is_the_explicit_idempotent_create_step(influxdb_client: InfluxDBClient) -> None:
+    missing = f"{influxdb_client.database}_new_{uuid.uuid4().hex[:6]}"
+    store = InfluxDBCandleStore(InfluxDBClient(influxdb_client.url, database=missing), owns_client=True)
+    key = SeriesKey.of("binance", "BTC/USDT", "1m")
+    try:
+        with pytest.raises(CandleStoreMissingError, match=repr(missing)):
+            store.write(key, candles(T0, 2))
+
+        assert store.ensure_database() is True
+        store.write(key, candles(T0, 2))
+        assert store.ensure_database() is False  # a second run keeps the data
+
+        assert store.count(key, *ALL_TIME) == 2
+    finally:
+        store.client.drop_database()
+        store.close()

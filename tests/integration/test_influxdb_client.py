@@ -22,6 +22,7 @@ from pydantic import SecretStr
 from marketkeeper.errors import ConfigurationError, StoreUnavailableError
 from marketkeeper.influxdb import (
     InfluxDBClient,
+    InfluxDBDatabaseNotFoundError,
     InfluxDBWriteError,
     InfluxQLError,
     Point,
@@ -342,8 +343,41 @@ def test_from_settings() -> None:
         assert client.session.headers["Authorization"] == "Token tok"
 
 
-def test_the_first_write_creates_a_missing_database(influxdb_client: InfluxDBClient) -> None:
+@integration
+def test_a_missing_database_is_a_clear_error_and_never_created_by_a_write(influxdb_client: InfluxDBClient) -> None:
+    """A typo in INFLUXDB_BUCKET must fail, not fill a new database: creating one is an explicit step."""
     influxdb_client.drop_database()
-    assert influxdb_client.write_lines(["probe,tag=a value=1 1000000000"]) == 1
-    series = influxdb_client.query('SELECT "value" FROM "probe"')
-    assert series[0].values == [[1000000000, 1.0]]
+    with pytest.raises(InfluxDBDatabaseNotFoundError) as write:
+        influxdb_client.write_lines(["probe,tag=a value=1 1000000000"])
+    with pytest.raises(InfluxDBDatabaseNotFoundError) as query:
+        influxdb_client.query('SELECT "value" FROM "probe"')
+    for caught in (write, query):
+        message = str(caught.value)
+        assert repr(INFLUXDB_TEST_DB) in message
+        assert INFLUXDB_TEST_URL in message
+        assert "marketkeeper db upgrade" in message
+        assert "\n" not in message
+        assert isinstance(caught.value, ConfigurationError)
+        assert caught.value.database == INFLUXDB_TEST_DB
+    assert write.value.status == 404
+    assert query.value.status is None  # 1.x reports it inside a 200 answer
+    assert influxdb_client.database_exists() is False
+
+
+@integration
+def test_create_database_is_idempotent_and_keeps_the_data(influxdb_client: InfluxDBClient) -> None:
+    influxdb_client.drop_database()
+
+    assert influxdb_client.create_database() is True
+    influxdb_client.write_lines(["probe,tag=a value=1 1000000000"])
+    assert influxdb_client.create_database() is False
+
+    assert influxdb_client.database_exists() is True
+    assert influxdb_client.query('SELECT "value" FROM "probe"')[0].values == [[1000000000, 1.0]]
+
+
+@integration
+def test_another_missing_database_named_in_a_statement_is_an_influxql_error(influxdb_client: InfluxDBClient) -> None:
+    with pytest.raises(InfluxQLError, match="database not found") as caught:
+        influxdb_client.query(f"SHOW TAG KEYS ON {quote_identifier(INFLUXDB_TEST_DB + '_other')}")
+    assert not isinstance(caught.value, InfluxDBDatabaseNotFoundError)

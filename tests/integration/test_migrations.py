@@ -76,17 +76,17 @@ def _user_and_bot(session: Session) -> BotInstance:
     return bot
 
 
-def _candle(open_time: datetime, close: Decimal = Decimal("1.5")) -> Candle:
+def _candle(open_time: datetime, close: float = 1.5) -> Candle:
     return Candle(
         exchange="binance",
         symbol="BTC/USDT",
         timeframe="1m",
         open_time=open_time,
-        open=Decimal(1),
-        high=Decimal(2),
-        low=Decimal("0.5"),
+        open=1.0,
+        high=2.0,
+        low=0.5,
         close=close,
-        volume=Decimal(10),
+        volume=10.0,
     )
 
 
@@ -150,6 +150,46 @@ def test_downgrade_base_drops_everything_and_upgrade_rebuilds_it(migrated: Engin
         assert session.scalar(sa.select(sa.func.count()).select_from(Candle)) == 0
 
 
+def test_0003_turns_stored_candle_decimals_into_the_same_doubles_and_back(ledger_url: str) -> None:
+    """Candles the NUMERIC store wrote (the shortest repr of each double) come back as those doubles."""
+    migrate.upgrade(ledger_url, "0002")
+    values = {"open": "30000.12", "high": "0.1", "low": "1E-8", "close": "12345678.12345678", "volume": "7"}
+    engine = create_ledger_engine(ledger_url)
+    insert = sa.text(
+        "INSERT INTO candles (exchange, symbol, timeframe, open_time, open, high, low, close, volume,"
+        " quote_volume, ingested_at) VALUES ('binance', 'BTC/USDT', '1m', :t, :open, :high, :low, :close,"
+        " :volume, NULL, :t)"
+    )
+    select = sa.text("SELECT open, high, low, close, volume, quote_volume FROM candles")
+    moment = datetime(2024, 1, 1, tzinfo=UTC)
+    try:
+        with engine.begin() as conn:
+            # Bound as text, as the old store wrote them on SQLite; PostgreSQL casts text to numeric.
+            conn.execute(
+                insert, {"t": moment if engine.dialect.name == "postgresql" else "2024-01-01 00:00:00", **values}
+            )
+
+        migrate.upgrade(ledger_url)
+
+        with engine.connect() as conn:
+            row = conn.execute(select).one()
+        assert list(row) == [30000.12, 0.1, 1e-8, 12345678.12345678, 7.0, None]
+        assert all(type(v) is float for v in row[:5])
+
+        migrate.downgrade(ledger_url, "0002")
+
+        with engine.connect() as conn:
+            back = conn.execute(select).one()
+        if engine.dialect.name == "postgresql":
+            assert [Decimal(str(v)) for v in back[:5]] == [Decimal(v) for v in values.values()]
+        else:
+            # SQLite's CAST(REAL AS TEXT) keeps 15 significant digits: the downgrade is that lossy there.
+            assert [float(v) for v in back[:5]] == pytest.approx([float(v) for v in values.values()], rel=1e-14)
+        assert back[5] is None
+    finally:
+        engine.dispose()
+
+
 def test_unknown_revision_is_a_migration_error(ledger_url: str) -> None:
     with pytest.raises(migrate.MigrationError, match="no_such_revision"):
         migrate.upgrade(ledger_url, "no_such_revision")
@@ -161,11 +201,11 @@ def test_second_candle_for_the_same_open_time_is_refused(migrated: Engine) -> No
         session.add(_candle(open_time))
 
     with pytest.raises(sa.exc.IntegrityError), session_scope(migrated) as session:
-        session.add(_candle(open_time, close=Decimal(2)))
+        session.add(_candle(open_time, close=2.0))
 
     with session_scope(migrated) as session:
         stored = session.scalars(sa.select(Candle)).all()
-    assert [c.close for c in stored] == [Decimal("1.5")]
+    assert [c.close for c in stored] == [1.5]
 
 
 def test_second_performance_row_for_the_same_bot_and_day_is_refused(migrated: Engine) -> None:

@@ -13,10 +13,24 @@ import pytest
 from marketkeeper.candles import SeriesKey
 from marketkeeper.influxdb import format_line
 from marketkeeper.stores import CandleStoreError, format_candle_lines, prepare_candles
-from marketkeeper.stores.sql import copy_payload
+from marketkeeper.stores.sql_copy import copy_payload
 
 T0 = datetime(2024, 3, 1, tzinfo=UTC)
-HOSTILE = ['BTC "q"/USDT', "a,b=c d", "back\\slash", "💰🚀/€", "tab\there", "x=y", "trailing "]
+HOSTILE = [
+    'BTC "q"/USDT',
+    "a,b=c d",
+    "back\\slash",
+    "💰🚀/€",
+    "tab\there",
+    "x=y",
+    "trailing ",
+    # Braces and percent signs are plain text, never template syntax.
+    "A{{B",
+    "A{x}",
+    "{0}{}{!r}",
+    "}{",
+    "%d %s %%",
+]
 FLOATS = [0.1 + 0.2, 1 / 3, 1e-8, 1e16, 1.5e-5, 123456789.123, -0.0, 5e-324, 1.2345678901234567e300, 42.0]
 
 
@@ -59,11 +73,11 @@ def reference_lines(key: SeriesKey, df: pd.DataFrame, measurement: str) -> list[
 @pytest.mark.parametrize("symbol", HOSTILE)
 @pytest.mark.parametrize("optional", ["none", "both", "mixed"])
 def test_fast_lines_are_byte_identical_to_format_line(symbol: str, optional: str) -> None:
-    key = SeriesKey.of("ex,change =", symbol, "1m")
+    key = SeriesKey.of("ex,change ={x}", symbol, "1m")
     df = frame(25, optional=optional)
     prepared = prepare_candles(key, df, store="test")
 
-    assert format_candle_lines(prepared, measurement="my candles") == reference_lines(key, df, "my candles")
+    assert format_candle_lines(prepared, measurement="my {candles}") == reference_lines(key, df, "my {candles}")
 
 
 def test_fast_lines_by_chunk_concatenate_to_the_whole() -> None:

@@ -1,14 +1,13 @@
-"""InfluxDB over its v1-compatible HTTP API: line protocol escaping, InfluxQL quoting and the client."""
+"""InfluxDB over its v1-compatible HTTP API: line protocol escaping, InfluxQL quoting, the client and its errors."""
 
-from marketkeeper.influxdb.client import (
-    InfluxDBClient,
+from marketkeeper.influxdb.client import InfluxDBClient, Point, Series, ServerInfo
+from marketkeeper.influxdb.errors import (
+    InfluxDBDatabaseNotFoundError,
     InfluxDBError,
     InfluxDBWriteError,
     InfluxQLError,
-    Point,
-    Series,
-    ServerInfo,
 )
+from marketkeeper.influxdb.http import split_credentials
 from marketkeeper.influxdb.influxql import format_time, quote_identifier, quote_string
 from marketkeeper.influxdb.lineprotocol import (
     FieldValue,
@@ -23,6 +22,7 @@ from marketkeeper.influxdb.lineprotocol import (
 __all__ = [
     "FieldValue",
     "InfluxDBClient",
+    "InfluxDBDatabaseNotFoundError",
     "InfluxDBError",
     "InfluxDBWriteError",
     "InfluxQLError",
@@ -38,4 +38,5 @@ __all__ = [
     "format_time",
     "quote_identifier",
     "quote_string",
+    "split_credentials",
 ]

@@ -12,19 +12,25 @@ import logging
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import requests
-from requests.adapters import HTTPAdapter
-from urllib3.util.retry import Retry
 from zlib_ng import gzip_ng  # zlib-ng: the same gzip stream as the stdlib's, about twice as fast
 
-from marketkeeper.errors import ConfigurationError, MarketkeeperError, StoreUnavailableError
+from marketkeeper.errors import ConfigurationError
+from marketkeeper.influxdb.errors import (
+    InfluxDBDatabaseNotFoundError,
+    InfluxDBError,
+    InfluxDBWriteError,
+    InfluxQLError,
+)
+from marketkeeper.influxdb.http import HTTPTransport, server_message, split_credentials
 from marketkeeper.influxdb.influxql import format_time, quote_identifier
 from marketkeeper.influxdb.lineprotocol import FieldValue, format_line
+from marketkeeper.timeframes import to_ns
 
 if TYPE_CHECKING:
     from marketkeeper.settings import Settings
@@ -32,43 +38,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PRECISIONS = frozenset({"ns", "u", "ms", "s", "m", "h"})
-_RETRY_STATUSES = (500, 502, 503, 504)
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-class InfluxDBError(MarketkeeperError):
-    """InfluxDB answered with an error.
-
-    :ivar status: the HTTP status, or ``None`` when the error is inside a 200 answer.
-    :ivar server_message: the server's own error text.
-    """
-
-    def __init__(self, message: str, *, status: int | None, server_message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.server_message = server_message
-
-
-class InfluxDBWriteError(InfluxDBError):
-    """A write was refused.
-
-    InfluxDB 1.x stores the valid lines of a refused batch and drops the rest ("partial write"); batches
-    before the refused one were stored, and the client sends none after it.
-
-    :ivar line: the first line the server names as unparsable, if it names one.
-    :ivar lines_before: how many lines were accepted in earlier batches of the same call.
-    """
-
-    def __init__(
-        self, message: str, *, status: int | None, server_message: str, line: str | None, lines_before: int
-    ) -> None:
-        super().__init__(message, status=status, server_message=server_message)
-        self.line = line
-        self.lines_before = lines_before
-
-
-class InfluxQLError(InfluxDBError):
-    """A query, or one statement of it, failed."""
+#: What InfluxDB 1.x (and the v1 API of 2.x) says about a database that does not exist.
+_NOT_FOUND_MESSAGES = ("database not found", "bucket not found")
 
 
 @dataclass(frozen=True)
@@ -100,17 +71,7 @@ class Point:
 
     def to_line(self) -> str:
         """The point as line protocol with a nanosecond timestamp."""
-        return format_line(self.measurement, self.tags, self.fields, _datetime_to_ns(self.time))
-
-
-def _datetime_to_ns(moment: datetime | None) -> int | None:
-    if moment is None:
-        return None
-    if moment.tzinfo is None or moment.utcoffset() is None:
-        raise ValueError(f"naive datetime {moment.isoformat()} has no timezone; pass an aware UTC datetime")
-    # Integer arithmetic: a float timestamp would lose the microseconds of present-day times.
-    delta = moment - _EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
+        return format_line(self.measurement, self.tags, self.fields, None if self.time is None else to_ns(self.time))
 
 
 def _json_param(value: object) -> object:
@@ -119,16 +80,6 @@ def _json_param(value: object) -> object:
     if isinstance(value, Decimal):
         return float(value)
     raise TypeError(f"query parameter {value!r} of type {type(value).__name__} is not JSON-encodable")
-
-
-def _server_message(response: requests.Response) -> str:
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    if isinstance(body, dict) and isinstance(body.get("error"), str):
-        return str(body["error"])
-    return response.headers.get("X-Influxdb-Error") or response.text.strip() or response.reason or ""
 
 
 def _offending_line(message: str, batch: list[str]) -> str | None:
@@ -144,7 +95,12 @@ class InfluxDBClient:
     """Talks to one database over InfluxDB's v1-compatible HTTP API.
 
     Every query is sent as a POST with a form body: InfluxDB 1.x accepts POST for all statements (and
-    requires it for those that modify), and the query text stays out of URLs and access logs.
+    requires it for those that modify), and the query text stays out of URLs and access logs. The database
+    must exist: :meth:`create_database` is the explicit step that makes it, and a write or query against a
+    missing one raises :class:`InfluxDBDatabaseNotFoundError`.
+
+    Credentials in ``url`` (``http://user:pass@host:8086``) become HTTP basic auth; :attr:`url`, ``repr``
+    and every message and log line show the server without them, and never a password or token.
 
     :param url: the server's base URL, e.g. ``http://127.0.0.1:8086``.
     :param database: the database (on 2.x/3.x: the bucket mapped to it) to write to and query.
@@ -158,6 +114,7 @@ class InfluxDBClient:
     :param max_retries: retries of a request after a 5xx answer or a connection error.
     :param backoff_factor: retries wait 0, then 2, 4, 8... times this many seconds (urllib3's schedule).
     :param gzip: compress write bodies.
+    :raises ConfigurationError: a malformed URL, credentials that disagree, or both a token and a password.
     """
 
     def __init__(
@@ -176,8 +133,7 @@ class InfluxDBClient:
         backoff_factor: float = 0.5,
         gzip: bool = True,
     ) -> None:
-        if not url.startswith(("http://", "https://")):
-            raise ConfigurationError(f"InfluxDB URL must start with http:// or https://, got {url!r}")
+        url, username, password = split_credentials(url, username=username, password=password)
         if not database:
             raise ConfigurationError("InfluxDB database must not be empty")
         if token and (username or password):
@@ -186,39 +142,29 @@ class InfluxDBClient:
             raise ConfigurationError("InfluxDB basic auth needs both a username and a password")
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-        self.url = url.rstrip("/")
+        self.url = url
         self.database = database
         self.org = org
         self.retention_policy = retention_policy
         self.timeout = timeout
         self.batch_size = batch_size
         self.gzip = gzip
-
-        retry = Retry(
-            total=max_retries,
-            connect=max_retries,
-            read=max_retries,
-            status=max_retries,
+        self._http = HTTPTransport(
+            url,
+            token=token,
+            username=username,
+            password=password,
+            timeout=timeout,
+            max_retries=max_retries,
             backoff_factor=backoff_factor,
-            status_forcelist=_RETRY_STATUSES,
-            allowed_methods=frozenset({"GET", "POST"}),
-            raise_on_status=False,
         )
-        self._session = requests.Session()
-        adapter = HTTPAdapter(max_retries=retry)
-        self._session.mount("http://", adapter)
-        self._session.mount("https://", adapter)
-        if token:
-            self._session.headers["Authorization"] = f"Token {token}"
-        elif username is not None and password is not None:
-            self._session.auth = (username, password)
 
     @classmethod
     def from_settings(cls, settings: Settings, **kwargs: Any) -> InfluxDBClient:
         """Build a client from :class:`~marketkeeper.settings.Settings` (database = ``influxdb_bucket``).
 
         :param kwargs: further keyword arguments of the constructor (``timeout``, ``batch_size``, ...).
-        :raises ConfigurationError: ``INFLUXDB_URL`` is not set.
+        :raises ConfigurationError: ``INFLUXDB_URL`` is not set or is malformed.
         """
         if not settings.influxdb_url:
             raise ConfigurationError("INFLUXDB_URL is not set; candles go to the SQL store without it")
@@ -235,25 +181,31 @@ class InfluxDBClient:
     @property
     def session(self) -> requests.Session:
         """The underlying session, for hooks (tests check the compressed requests through it)."""
-        return self._session
+        return self._http.session
 
-    def _request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
-        try:
-            return self._session.request(method, self.url + path, timeout=self.timeout, **kwargs)
-        except (requests.ConnectionError, requests.Timeout) as exc:
-            raise StoreUnavailableError("InfluxDB", f"{self.url}: {exc}") from exc
+    def _not_found(self, message: str, status: int | None, *, check_name: bool) -> InfluxDBDatabaseNotFoundError | None:
+        # A write names only the client's database; a query statement may name another one (SHOW .. ON x),
+        # so there the name in the message must be the client's own.
+        if not message.lower().startswith(_NOT_FOUND_MESSAGES):
+            return None
+        named = message.split(":", 1)[1].strip().strip('"') if ":" in message else self.database
+        if check_name and named != self.database:
+            return None
+        return InfluxDBDatabaseNotFoundError(
+            database=self.database, url=self.url, status=status, server_message=message
+        )
 
     def ping(self) -> ServerInfo:
-        """Ask the server whether it is up and which version it runs.
+        """Ask the server whether it is up and which version it runs (needs no database).
 
         :raises StoreUnavailableError: the server could not be reached.
         :raises InfluxDBError: the server answered with an error.
         """
         started = time.perf_counter()
-        response = self._request("GET", "/ping")
+        response = self._http.request("GET", "/ping")
         latency_ms = (time.perf_counter() - started) * 1000
         if not response.ok:
-            message = _server_message(response)
+            message = self._http.scrub(server_message(response))
             raise InfluxDBError(
                 f"InfluxDB ping at {self.url} failed with HTTP {response.status_code}: {message}",
                 status=response.status_code,
@@ -275,13 +227,15 @@ class InfluxDBClient:
             # Level 1: line protocol still shrinks several-fold, and compressing stays cheaper than sending.
             body = gzip_ng.compress(body, compresslevel=1)
             headers["Content-Encoding"] = "gzip"
-        response = self._request("POST", "/write", params=params, data=body, headers=headers)
+        response = self._http.request("POST", "/write", params=params, data=body, headers=headers)
         if response.ok:
             return
-        message = _server_message(response)
+        message = self._http.scrub(server_message(response))
+        if response.status_code == 404 and (missing := self._not_found(message, 404, check_name=False)) is not None:
+            raise missing
         line = _offending_line(message, batch) if 400 <= response.status_code < 500 else None
         raise InfluxDBWriteError(
-            f"InfluxDB refused a write of {len(batch)} lines to {self.database!r} "
+            f"InfluxDB at {self.url} refused a write of {len(batch)} lines to {self.database!r} "
             f"(HTTP {response.status_code}): {message}",
             status=response.status_code,
             server_message=message,
@@ -294,6 +248,7 @@ class InfluxDBClient:
 
         :param lines: lines without trailing newlines, e.g. from :func:`~marketkeeper.influxdb.format_line`.
         :param precision: the unit of the timestamps: ``ns``, ``u``, ``ms``, ``s``, ``m`` or ``h``.
+        :raises InfluxDBDatabaseNotFoundError: the database does not exist (nothing was written).
         :raises InfluxDBWriteError: the server refused a batch (4xx) or kept failing (5xx) after retries.
         :raises StoreUnavailableError: the server could not be reached.
         """
@@ -302,23 +257,15 @@ class InfluxDBClient:
         params = self._write_params(precision)
         written = 0
         for batch in _batches(lines, self.batch_size):
-            try:
-                self._post_batch(batch, params, written)
-            except InfluxDBWriteError as exc:
-                # A fresh deployment has no database yet: create it (idempotent) and send the batch again.
-                # InfluxDB 2.x/3.x answer the CREATE with an error naming the missing DBRP mapping instead.
-                if exc.status != 404 or "database not found" not in exc.server_message:
-                    raise
-                log.info("InfluxDB database %s does not exist; creating it", self.database)
-                self.create_database()
-                self._post_batch(batch, params, written)
+            self._post_batch(batch, params, written)
             written += len(batch)
-            log.debug("wrote %d lines to InfluxDB database %s", len(batch), self.database)
+            log.debug("wrote %d lines to InfluxDB database %s at %s", len(batch), self.database, self.url)
         return written
 
     def write_points(self, points: Iterable[Point]) -> int:
         """Write :class:`Point` objects (nanosecond timestamps) and return how many were sent.
 
+        :raises InfluxDBDatabaseNotFoundError: as :meth:`write_lines`.
         :raises InfluxDBWriteError: as :meth:`write_lines`.
         :raises StoreUnavailableError: as :meth:`write_lines`.
         """
@@ -333,6 +280,7 @@ class InfluxDBClient:
             and ``Decimal`` (sent as a float).
         :param epoch: the unit of returned timestamps (``ns``, ``u``, ``ms``, ``s``, ``m``, ``h``), or
             ``None`` for RFC3339 strings.
+        :raises InfluxDBDatabaseNotFoundError: a statement needed the client's database, which does not exist.
         :raises InfluxQLError: the query or any of its statements failed.
         :raises InfluxDBError: the server failed (5xx after retries) or did not answer with InfluxDB's JSON.
         :raises StoreUnavailableError: the server could not be reached.
@@ -346,26 +294,30 @@ class InfluxDBClient:
             data["epoch"] = epoch
         if params:
             data["params"] = json.dumps(dict(params), default=_json_param)
-        response = self._request("POST", "/query", data=data)
+        response = self._http.request("POST", "/query", data=data)
         try:
             body = response.json()
         except ValueError:
             body = None
         if not response.ok or not isinstance(body, dict) or "error" in body:
-            message = _server_message(response)
+            message = self._http.scrub(server_message(response))
+            if (missing := self._not_found(message, response.status_code, check_name=True)) is not None:
+                raise missing
             # A 4xx is the query's fault; a 5xx or a body that is not InfluxDB's JSON is the server's.
             error = InfluxQLError if 400 <= response.status_code < 500 else InfluxDBError
             raise error(
-                f"InfluxQL failed (HTTP {response.status_code}): {message}",
+                f"InfluxQL on {self.url} failed (HTTP {response.status_code}): {message}",
                 status=response.status_code,
                 server_message=message,
             )
         series: list[Series] = []
         for result in body.get("results", []):
             if "error" in result:
-                message = str(result["error"])
+                message = self._http.scrub(str(result["error"]))
+                if (missing := self._not_found(message, None, check_name=True)) is not None:
+                    raise missing
                 raise InfluxQLError(
-                    f"InfluxQL statement {result.get('statement_id')} failed: {message}",
+                    f"InfluxQL statement {result.get('statement_id')} on {self.url} failed: {message}",
                     status=None,
                     server_message=message,
                 )
@@ -380,12 +332,27 @@ class InfluxDBClient:
                 )
         return series
 
-    def create_database(self) -> None:
-        """Create this client's database; a no-op when it exists.
+    def database_exists(self) -> bool:
+        """Whether this client's database exists on the server.
 
-        :raises InfluxQLError: the server refused (e.g. no admin rights).
+        :raises InfluxQLError: the server refused to list databases (e.g. no admin rights).
         """
+        rows = [row for s in self.query("SHOW DATABASES", epoch=None) for row in s.values]
+        return any(row and row[0] == self.database for row in rows)
+
+    def create_database(self) -> bool:
+        """Create this client's database: the explicit step that ``marketkeeper db upgrade`` runs.
+
+        Idempotent: an existing database, and everything in it, is left as it is.
+
+        :returns: ``True`` when the database was created, ``False`` when it already existed.
+        :raises InfluxQLError: the server refused (e.g. no admin rights; 2.x/3.x need a DBRP mapping instead).
+        """
+        if self.database_exists():
+            return False
         self.query(f"CREATE DATABASE {quote_identifier(self.database)}", epoch=None)
+        log.info("created InfluxDB database %s at %s", self.database, self.url)
+        return True
 
     def drop_database(self) -> None:
         """Drop this client's database and everything in it; a no-op when it does not exist.
@@ -395,7 +362,7 @@ class InfluxDBClient:
         self.query(f"DROP DATABASE {quote_identifier(self.database)}", epoch=None)
 
     def close(self) -> None:
-        self._session.close()
+        self._http.close()
 
     def __enter__(self) -> InfluxDBClient:
         return self
@@ -406,7 +373,7 @@ class InfluxDBClient:
         self.close()
 
     def __repr__(self) -> str:
-        # Never the token or password.
+        # The URL holds no credentials (they were taken out in __init__), and never the token or password.
         return f"InfluxDBClient(url={self.url!r}, database={self.database!r})"
 
 

@@ -10,9 +10,12 @@ copies it with ``COALESCE``).
 from __future__ import annotations
 
 import abc
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
+from typing import ClassVar
 
 import numpy as np
 import numpy.typing as npt
@@ -40,6 +43,7 @@ __all__ = [
     "VALUE_COLUMNS",
     "CandleStore",
     "CandleStoreError",
+    "CandleStoreMissingError",
     "CandleStoreUnavailableError",
     "PreparedCandles",
     "frame_from_columns",
@@ -86,6 +90,10 @@ class CandleStoreError(MarketkeeperError):
 
 class CandleStoreUnavailableError(CandleStoreError):
     """The store's server could not be reached; retrying later is the remedy."""
+
+
+class CandleStoreMissingError(CandleStoreError):
+    """The store's database or table does not exist: ``marketkeeper db upgrade`` creates it, a retry cannot."""
 
 
 @dataclass(frozen=True)
@@ -274,6 +282,31 @@ class CandleStore(abc.ABC):
         return f"<{type(self).__name__} {self.name}>"
 
     # Helpers for implementations.
+
+    #: The exceptions of the backend's client or driver that :meth:`_failing` turns into store errors.
+    _client_errors: ClassVar[tuple[type[Exception], ...]] = ()
+
+    def _classify(self, exc: Exception) -> tuple[type[CandleStoreError], str]:
+        """Which store error one of :attr:`_client_errors` becomes, and the cause it states."""
+        return CandleStoreError, str(exc)
+
+    @contextmanager
+    def _failing(
+        self,
+        operation: str,
+        key: SeriesKey | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+    ) -> Iterator[None]:
+        """Turn the backend's errors inside the block into a store error naming this store, the operation,
+        the series and the range (the backend's error stays attached as ``__cause__``)."""
+        try:
+            yield
+        except CandleStoreError:
+            raise
+        except self._client_errors as exc:
+            error, cause = self._classify(exc)
+            raise error(cause, store=self.name, operation=operation, key=key, start=start, end=end) from exc
 
     @staticmethod
     def _range(start: datetime, end: datetime) -> tuple[datetime, datetime]:

@@ -1,8 +1,13 @@
 """The InfluxDB candle store: measurement ``candles``, tags exchange/symbol/timeframe, one point per candle.
 
-Writes format line protocol a chunk at a time with one ``str.format`` template per chunk (the tags are the
-same on every line, so they are escaped once by :mod:`marketkeeper.influxdb.lineprotocol`) and post the
-chunk from a small thread pool while the next one is formatted. Reads use bound parameters.
+Writes format line protocol a chunk at a time and post the chunk from a small thread pool while the next
+one is formatted. The tags are the same on every line, so they are escaped once by
+:mod:`marketkeeper.influxdb.lineprotocol` and passed to a ``str.format`` template as an *argument*: the
+template itself holds only the store's constant field keys, never a name from the input (a symbol such as
+``A{x}`` would otherwise be read as a placeholder). Reads and deletes use bound parameters.
+
+The database must exist: :meth:`InfluxDBCandleStore.ensure_database` is the explicit step that creates it,
+and an operation on a missing one raises :class:`~marketkeeper.stores.CandleStoreMissingError`.
 
 InfluxDB merges the fields of a point written twice, so a rewrite that leaves out ``quote_volume`` or
 ``trade_count`` keeps the stored value: that is the contract of every candle store (see
@@ -15,9 +20,9 @@ import logging
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
-from typing import Any, Final
+from datetime import datetime
+from itertools import repeat
+from typing import Any, ClassVar, Final
 
 import numpy as np
 import numpy.typing as npt
@@ -27,24 +32,25 @@ from marketkeeper.candles import QUOTE_VOLUME, TRADE_COUNT, SeriesKey
 from marketkeeper.errors import StoreUnavailableError
 from marketkeeper.influxdb import (
     InfluxDBClient,
+    InfluxDBDatabaseNotFoundError,
     InfluxDBError,
     Series,
     escape_field_key,
     escape_measurement,
     escape_tag,
     quote_identifier,
-    quote_string,
 )
 from marketkeeper.stores.base import (
     VALUE_COLUMNS,
     CandleStore,
     CandleStoreError,
+    CandleStoreMissingError,
     CandleStoreUnavailableError,
     PreparedCandles,
     frame_from_columns,
     prepare_candles,
 )
-from marketkeeper.timeframes import TimeframeError
+from marketkeeper.timeframes import TimeframeError, to_ns
 
 __all__ = ["InfluxDBCandleStore", "format_candle_lines"]
 
@@ -60,7 +66,11 @@ _PAGE: Final = 50_000
 # InfluxDB's time range: the parser keeps the two extreme int64 values for itself.
 _MIN_NS: Final = -(2**63) + 2
 _MAX_NS: Final = 2**63 - 2
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _literal(text: str) -> str:
+    """``text`` as literal template text: braces doubled, so ``str.format`` copies it unchanged."""
+    return text.replace("{", "{{").replace("}", "}}")
 
 
 def format_candle_lines(
@@ -73,8 +83,10 @@ def format_candle_lines(
     :raises ValueError: a name line protocol cannot carry (see :mod:`marketkeeper.influxdb.lineprotocol`).
     """
     key = prepared.key
+    # The escaped measurement and tags are user text: they reach each line as the template's first
+    # *argument* ("{}" copies it verbatim), never as template text.
     head = escape_measurement(measurement) + "".join(
-        f",{escape_tag(tag)}={escape_tag(value)}"
+        "," + escape_tag(tag) + "=" + escape_tag(value)
         for tag, value in sorted(zip(_TAG_KEYS, (key.exchange, key.symbol, str(key.timeframe)), strict=True))
     )
     stop = len(prepared) if stop is None else min(stop, len(prepared))
@@ -82,7 +94,7 @@ def format_candle_lines(
     # tolist() yields Python floats and ints, so "{!r}" is float.__repr__ (the shortest round-trip text)
     # and "{}" is str(int): exactly what format_line writes.
     columns: list[list[Any]] = [prepared.values[name][rows].tolist() for name in VALUE_COLUMNS]
-    base = head + " " + ",".join(f"{escape_field_key(name)}={{!r}}" for name in VALUE_COLUMNS)
+    base = "{} " + ",".join(_literal(escape_field_key(name)) + "={!r}" for name in VALUE_COLUMNS)
     times = prepared.times_ns[rows].tolist()
     qv_present = prepared.quote_volume_present
     tc_present = prepared.trade_count_present
@@ -92,9 +104,9 @@ def format_candle_lines(
     def template(qv: bool, tc: bool) -> str:
         text = base
         if qv:
-            text += f",{escape_field_key(QUOTE_VOLUME)}={{!r}}"
+            text += "," + _literal(escape_field_key(QUOTE_VOLUME)) + "={!r}"
         if tc:
-            text += f",{escape_field_key(TRADE_COUNT)}={{}}i"
+            text += "," + _literal(escape_field_key(TRADE_COUNT)) + "={}i"
         return text + " {}"
 
     extra: list[list[Any]] = []
@@ -113,7 +125,7 @@ def format_candle_lines(
             used.append(extra[0])
         if all_tc:
             used.append(extra[-1])
-        return list(map(template(all_qv, all_tc).format, *columns, *used, times))
+        return list(map(template(all_qv, all_tc).format, repeat(head, stop - start), *columns, *used, times))
 
     # Rows differ in which optional fields they carry: format each pattern, put rows back in order.
     n = stop - start
@@ -127,12 +139,10 @@ def format_candle_lines(
             index = np.flatnonzero((qv_mask == qv) & (tc_mask == tc))
             if len(index) == 0:
                 continue
-            picked = [[column[i] for i in index] for column in columns]
-            if qv:
-                assert qv_values is not None
+            picked = [[head] * len(index), *([column[i] for i in index] for column in columns)]
+            if qv and qv_values is not None:
                 picked.append([qv_values[i] for i in index])
-            if tc:
-                assert tc_values is not None
+            if tc and tc_values is not None:
                 picked.append([tc_values[i] for i in index])
             picked.append([times[i] for i in index])
             out[index] = list(map(template(qv, tc).format, *picked))
@@ -145,8 +155,8 @@ class InfluxDBCandleStore(CandleStore):
 
     :param client: the client of the database to use (its ``batch_size`` is the lines per request).
     :param measurement: the measurement holding the candles.
-    :param owns_client: close the client in :meth:`close` (the factory sets it; a caller's client is left
-        open).
+    :param owns_client: close the client in :meth:`close` (:class:`~marketkeeper.store_set.StoreSet` sets it;
+        a caller's client is left open).
     """
 
     backend = "influxdb"
@@ -167,24 +177,30 @@ class InfluxDBCandleStore(CandleStore):
     def name(self) -> str:
         return f"InfluxDB candle store ({self._client.url}, database {self._client.database!r})"
 
-    @contextmanager
-    def _failing(
-        self,
-        operation: str,
-        key: SeriesKey | None = None,
-        start: datetime | None = None,
-        end: datetime | None = None,
-    ) -> Iterator[None]:
-        try:
-            yield
-        except StoreUnavailableError as exc:
-            raise CandleStoreUnavailableError(
-                str(exc), store=self.name, operation=operation, key=key, start=start, end=end
-            ) from exc
-        except (InfluxDBError, ValueError) as exc:
-            raise CandleStoreError(
-                str(exc), store=self.name, operation=operation, key=key, start=start, end=end
-            ) from exc
+    _client_errors: ClassVar[tuple[type[Exception], ...]] = (InfluxDBError, StoreUnavailableError, ValueError)
+
+    def _classify(self, exc: Exception) -> tuple[type[CandleStoreError], str]:
+        if isinstance(exc, InfluxDBDatabaseNotFoundError):
+            return CandleStoreMissingError, str(exc)
+        # A 5xx after the client's retries is a server that is down or overloaded, like one not answering.
+        if isinstance(exc, StoreUnavailableError) or (
+            isinstance(exc, InfluxDBError) and exc.status is not None and exc.status >= 500
+        ):
+            return CandleStoreUnavailableError, str(exc)
+        return CandleStoreError, str(exc)
+
+    def ensure_database(self) -> bool:
+        """Create the store's database unless it exists (idempotent): the explicit step that
+        ``marketkeeper db upgrade`` runs, since writes never create one.
+
+        :returns: ``True`` when the database was created now.
+        :raises CandleStoreError: the server refused (e.g. no admin rights) or could not be reached.
+        """
+        with self._failing("ensure_database"):
+            created = self._client.create_database()
+        if created:
+            log.info("created the database of %s", self.name)
+        return created
 
     def _params(self, key: SeriesKey, **extra: object) -> dict[str, object]:
         return {
@@ -325,16 +341,10 @@ class InfluxDBCandleStore(CandleStore):
             existing = self._count(key, start_ns, end_ns)
             if existing == 0:
                 return 0
-            tags = (key.exchange, key.symbol, str(key.timeframe))
-            condition = " AND ".join(
-                f"{quote_identifier(tag)} = {quote_string(value)}" for tag, value in zip(_TAG_KEYS, tags, strict=True)
-            )
-            # DELETE takes literals: tag values quoted by quote_string, times are ints formatted by %d.
-            q = f"DELETE FROM {self._from} WHERE {condition} AND time >= %d AND time < %d" % (  # noqa: S608
-                start_ns,
-                end_ns,
-            )
-            self._client.query(q, epoch=None)
+            # DELETE binds parameters like SELECT does, so no name from the input reaches the text.
+            q = f"DELETE FROM {self._from} WHERE {self._series_filter} AND time >= $start AND time < $end"  # noqa: S608
+            params = self._params(key, start=start_ns, end=end_ns)
+            self._client.query(q, params=params, epoch=None)
         return existing
 
     def close(self) -> None:
@@ -343,10 +353,8 @@ class InfluxDBCandleStore(CandleStore):
 
 
 def _to_ns(dt: datetime) -> int:
-    # Integer arithmetic (a float loses microseconds), clamped so "all time" ranges such as
-    # datetime.max stay inside what InfluxDB accepts.
-    ns = (dt - _EPOCH) // timedelta(microseconds=1) * 1000
-    return min(max(ns, _MIN_NS), _MAX_NS)
+    # Clamped so "all time" ranges stay inside what InfluxDB's parser accepts.
+    return min(max(to_ns(dt), _MIN_NS), _MAX_NS)
 
 
 def _frame(pages: list[Series]) -> pd.DataFrame:

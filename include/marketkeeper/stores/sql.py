@@ -1,42 +1,43 @@
 """The SQL candle store: the ledger's ``candles`` table on PostgreSQL (bulk COPY + one upsert) or SQLite.
 
-Prices are ``NUMERIC(38, 18)``; a float is stored as the decimal of its shortest repr (``Decimal(repr(x))``),
-so it reads back as the same float. On PostgreSQL a write is one transaction: a binary ``COPY`` of float8
-rows into a temporary table, then one ``INSERT .. SELECT .. ON CONFLICT DO UPDATE .. WHERE`` the values
-differ, so an identical rewrite touches no row. The float8 -> numeric conversion goes through ``float8out``,
-which gives the shortest round-trip text when ``extra_float_digits`` > 0 (set for the transaction); the
-direct float8 -> numeric cast would keep only 15 digits. On SQLite the upsert is an executemany.
+Prices and volumes are ``DOUBLE PRECISION`` (SQLite: ``REAL``), the IEEE doubles a candle frame holds, so
+every finite value reads back as the very float written, as it does from InfluxDB (a ``NUMERIC(38, 18)``
+column rounded 1.2345678901234567e-10 and stored 1e-19 as 0). On PostgreSQL a write is one transaction: a
+binary ``COPY`` of float8 rows into a temporary table (:mod:`marketkeeper.stores.sql_copy`), then one
+``INSERT .. SELECT .. ON CONFLICT DO UPDATE .. WHERE`` the values differ, so an identical rewrite touches no
+row; the bits travel unconverted end to end. On SQLite the upsert is an executemany.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from datetime import UTC, datetime
-from decimal import Decimal
-from typing import Any, Final, cast
+from typing import Any, ClassVar, Final, cast
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 import psycopg
+import psycopg.errors
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
 from marketkeeper.candles import QUOTE_VOLUME, TRADE_COUNT, SeriesKey
 from marketkeeper.ledger.models import Candle
-from marketkeeper.ledger.types import NUMERIC_PRECISION, NUMERIC_SCALE, UTCDateTime
+from marketkeeper.ledger.types import UTCDateTime
 from marketkeeper.stores.base import (
     VALUE_COLUMNS,
     CandleStore,
     CandleStoreError,
+    CandleStoreMissingError,
     CandleStoreUnavailableError,
     PreparedCandles,
     frame_from_columns,
     prepare_candles,
 )
+from marketkeeper.stores.sql_copy import stage_candles, staging
 from marketkeeper.timeframes import TimeframeError
 
 __all__ = ["SQLCandleStore"]
@@ -47,38 +48,7 @@ CANDLES: Final = cast(sa.Table, Candle.__table__)
 _KEY_COLUMNS: Final = ("exchange", "symbol", "timeframe", "open_time")
 _OPTIONAL: Final = (QUOTE_VOLUME, TRADE_COUNT)
 _SQLITE_CHUNK: Final = 10_000
-# PostgreSQL's binary COPY: signature, flags, header extension length; trailer is a field count of -1.
-_COPY_HEADER: Final = b"PGCOPY\n\xff\r\n\x00" + b"\x00\x00\x00\x00" + b"\x00\x00\x00\x00"
-_COPY_TRAILER: Final = b"\xff\xff"
-# Binary timestamptz counts microseconds from 2000-01-01 UTC.
-_PG_EPOCH_US: Final = 946_684_800_000_000
-_COPY_SLICE: Final = 8 << 20
-
-#: The staging table's name is a constant: nothing from the input reaches the DDL or the COPY statement.
-STAGING_TABLE: Final = "marketkeeper_candles_staging"
-_CREATE_STAGING: Final = sa.text(
-    "CREATE TEMPORARY TABLE marketkeeper_candles_staging ("
-    "open_time timestamptz NOT NULL, open float8 NOT NULL, high float8 NOT NULL, low float8 NOT NULL, "
-    "close float8 NOT NULL, volume float8 NOT NULL, quote_volume float8 NOT NULL, "
-    "has_trade_count boolean NOT NULL, trade_count bigint NOT NULL"
-    ") ON COMMIT DROP"
-)
-_COPY_STAGING: Final = (
-    "COPY marketkeeper_candles_staging "
-    "(open_time, open, high, low, close, volume, quote_volume, has_trade_count, trade_count) "
-    "FROM STDIN (FORMAT BINARY)"
-)
-# Any value > 0 makes float8out print the shortest text that reads back as the same double (PG >= 12).
-_SHORTEST_FLOATS: Final = sa.text("SET LOCAL extra_float_digits = 1")
-
 _NAN: Final[sa.ColumnElement[float]] = sa.literal_column("'NaN'::float8", postgresql.DOUBLE_PRECISION())
-_staging = sa.table(
-    STAGING_TABLE,
-    sa.column("open_time", UTCDateTime()),
-    *(sa.column(name, postgresql.DOUBLE_PRECISION()) for name in (*VALUE_COLUMNS, QUOTE_VOLUME)),
-    sa.column("has_trade_count", sa.Boolean()),
-    sa.column(TRADE_COUNT, sa.BigInteger()),
-)
 
 
 def _upsert_set(excluded: Any) -> tuple[dict[str, Any], Any]:
@@ -93,18 +63,17 @@ def _upsert_set(excluded: Any) -> tuple[dict[str, Any], Any]:
 
 
 def _pg_insert() -> postgresql.Insert:
-    """``INSERT .. SELECT`` of the staged rows, converted exactly; :func:`_pg_upsert` adds the conflict handling."""
-    numeric = sa.Numeric(NUMERIC_PRECISION, NUMERIC_SCALE)
-    s = _staging.c
+    """``INSERT .. SELECT`` of the staged rows; :func:`_pg_upsert` adds the conflict handling."""
+    s = staging.c
     source = sa.select(
         sa.bindparam("exchange", type_=sa.String()),
         sa.bindparam("symbol", type_=sa.String()),
         sa.bindparam("timeframe", type_=sa.String()),
         s.open_time,
-        # float8 -> text is the shortest round-trip repr; text -> numeric is exact.
-        *(sa.cast(sa.cast(s[name], sa.Text()), numeric) for name in VALUE_COLUMNS),
+        # float8 to float8: the doubles are stored bit for bit.
+        *(s[name] for name in VALUE_COLUMNS),
         # NaN marks an absent quote volume (NULLIF: float8 NaN equals NaN in PostgreSQL).
-        sa.cast(sa.cast(sa.func.nullif(s.quote_volume, _NAN), sa.Text()), numeric),
+        sa.func.nullif(s.quote_volume, _NAN),
         sa.case((s.has_trade_count, s.trade_count)),
         sa.bindparam("ingested_at", type_=UTCDateTime()),
     )
@@ -125,63 +94,11 @@ def _sqlite_upsert() -> sa.Insert:
     return insert.on_conflict_do_update(index_elements=list(_KEY_COLUMNS), set_=set_, where=where)
 
 
-def _copy_layout() -> np.dtype[Any]:
-    layout: list[tuple[str, str]] = [("fields", ">i2"), ("open_time_len", ">i4"), ("open_time", ">i8")]
-    for name in (*VALUE_COLUMNS, QUOTE_VOLUME):
-        layout += [(f"{name}_len", ">i4"), (name, ">f8")]
-    layout += [("has_trade_count_len", ">i4"), ("has_trade_count", "?")]
-    layout += [(f"{TRADE_COUNT}_len", ">i4"), (TRADE_COUNT, ">i8")]
-    return np.dtype(layout)
-
-
-_COPY_LAYOUT: Final = _copy_layout()
-
-
-def _copy_template() -> bytes:
-    record = np.zeros(1, dtype=_COPY_LAYOUT)
-    record["fields"] = len(_COPY_LAYOUT.names or ()) // 2
-    for name in _COPY_LAYOUT.names or ():
-        if name.endswith("_len"):
-            record[name] = _COPY_LAYOUT[name[: -len("_len")]].itemsize
-    return record.tobytes()
-
-
-_COPY_TEMPLATE: Final = _copy_template()
-
-
-def copy_payload(prepared: PreparedCandles) -> memoryview:
-    """The staging table's rows in PostgreSQL's binary COPY format, built with numpy (no per-row Python).
-
-    Every record has the same fixed width: an absent quote volume travels as NaN (the upsert turns it into
-    NULL) and an absent trade count as ``has_trade_count = false``, which keeps rows in open-time order
-    (index inserts stay local) and the layout a single numpy dtype.
-    """
-    n = len(prepared)
-    # Repeating one record with the constant lengths filled in is far cheaper than assigning each constant
-    # column of a packed big-endian array.
-    buffer = bytearray(len(_COPY_HEADER) + n * _COPY_LAYOUT.itemsize + len(_COPY_TRAILER))
-    buffer[: len(_COPY_HEADER)] = _COPY_HEADER
-    body = slice(len(_COPY_HEADER), len(buffer) - len(_COPY_TRAILER))
-    buffer[body.stop :] = _COPY_TRAILER
-    raw = np.frombuffer(buffer, dtype=np.uint8, count=n * _COPY_LAYOUT.itemsize, offset=body.start)
-    raw.reshape(n, _COPY_LAYOUT.itemsize)[:] = np.frombuffer(_COPY_TEMPLATE, dtype=np.uint8)
-    records = np.frombuffer(buffer, dtype=_COPY_LAYOUT, count=n, offset=body.start)
-    records["open_time"] = prepared.times_ns // 1000 - _PG_EPOCH_US
-    for name in VALUE_COLUMNS:
-        records[name] = prepared.values[name]
-    records[QUOTE_VOLUME] = np.nan if prepared.quote_volume is None else prepared.quote_volume
-    if prepared.trade_count is not None:
-        assert prepared.trade_count_present is not None
-        records["has_trade_count"] = prepared.trade_count_present
-        records[TRADE_COUNT] = prepared.trade_count
-    return memoryview(buffer)
-
-
 class SQLCandleStore(CandleStore):
     """Candles in the ledger's ``candles`` table (migrated by :mod:`marketkeeper.ledger.migrate`).
 
     :param engine: an engine on the ledger, e.g. from :func:`~marketkeeper.ledger.create_ledger_engine`.
-    :param owns_engine: dispose of the engine in :meth:`close` (the factory sets it).
+    :param owns_engine: dispose of the engine in :meth:`close` (for an engine made for this store alone).
     """
 
     def __init__(self, engine: Engine, *, owns_engine: bool = False) -> None:
@@ -202,30 +119,21 @@ class SQLCandleStore(CandleStore):
     def name(self) -> str:
         return f"SQL candle store ({self._engine.url.render_as_string(hide_password=True)})"
 
-    @contextmanager
-    def _failing(
-        self,
-        operation: str,
-        key: SeriesKey | None = None,
-        start: datetime | None = None,
-        end: datetime | None = None,
-    ) -> Iterator[None]:
-        try:
-            yield
-        except (sa.exc.SQLAlchemyError, psycopg.Error) as exc:
-            unreachable = self.backend == "postgresql" and isinstance(
-                exc, sa.exc.OperationalError | sa.exc.InterfaceError | psycopg.OperationalError
-            )
-            error = CandleStoreUnavailableError if unreachable else CandleStoreError
-            cause = str(getattr(exc, "orig", None) or exc).strip()
-            raise error(
-                f"{type(exc).__name__}: {cause}",
-                store=self.name,
-                operation=operation,
-                key=key,
-                start=start,
-                end=end,
-            ) from exc
+    _client_errors: ClassVar[tuple[type[Exception], ...]] = (sa.exc.SQLAlchemyError, psycopg.Error)
+
+    def _classify(self, exc: Exception) -> tuple[type[CandleStoreError], str]:
+        cause = f"{type(exc).__name__}: {str(getattr(exc, 'orig', None) or exc).strip()}"
+        orig = getattr(exc, "orig", exc)
+        text = str(orig).lower()
+        if isinstance(orig, psycopg.errors.UndefinedTable) or "no such table" in text:
+            # The first line names the table; the rest is the SQL text PostgreSQL points into.
+            first = cause.splitlines()[0]
+            return CandleStoreMissingError, f"{first}; create the table with `marketkeeper db upgrade`"
+        if self.backend == "postgresql":
+            unreachable = isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError | psycopg.OperationalError)
+        else:
+            unreachable = isinstance(exc, sa.exc.OperationalError) and "unable to open database file" in text
+        return (CandleStoreUnavailableError if unreachable else CandleStoreError), cause
 
     def _where(self, key: SeriesKey) -> sa.ColumnElement[bool]:
         t = CANDLES.c
@@ -269,14 +177,7 @@ class SQLCandleStore(CandleStore):
         }
 
     def _write_postgresql(self, conn: Connection, prepared: PreparedCandles) -> None:
-        conn.execute(_SHORTEST_FLOATS)
-        conn.execute(_CREATE_STAGING)
-        driver = conn.connection.driver_connection
-        assert isinstance(driver, psycopg.Connection)
-        payload = copy_payload(prepared)
-        with driver.cursor() as cursor, cursor.copy(_COPY_STAGING) as copy:
-            for begin in range(0, len(payload), _COPY_SLICE):
-                copy.write(payload[begin : begin + _COPY_SLICE])
+        stage_candles(conn, prepared)
         params = self._series_params(prepared.key)
         # New candles (the usual case: ingestion moves forward) skip ON CONFLICT's speculative insertion, which
         # costs about a third of the write. A plain INSERT is all-or-nothing, so a row another writer stored
@@ -294,18 +195,12 @@ class SQLCandleStore(CandleStore):
     def _write_sqlite(self, conn: Connection, prepared: PreparedCandles) -> None:
         series = self._series_params(prepared.key)
         times = pd.DatetimeIndex(prepared.times_ns.view("datetime64[ns]"), tz="UTC").to_pydatetime()
-        columns: dict[str, list[Any]] = {
-            # float.__repr__ is the shortest text that reads back as the same float.
-            name: list(map(Decimal, map(float.__repr__, prepared.values[name].tolist())))
-            for name in VALUE_COLUMNS
-        }
+        # sqlite3 binds Python floats as IEEE doubles, bit for bit.
+        columns: dict[str, list[Any]] = {name: prepared.values[name].tolist() for name in VALUE_COLUMNS}
         if prepared.quote_volume is not None:
-            columns[QUOTE_VOLUME] = [
-                None if v != v else Decimal(float.__repr__(v)) for v in prepared.quote_volume.tolist()
-            ]
-        if prepared.trade_count is not None:
-            present = prepared.trade_count_present
-            assert present is not None
+            columns[QUOTE_VOLUME] = [None if v != v else v for v in prepared.quote_volume.tolist()]
+        present = prepared.trade_count_present
+        if prepared.trade_count is not None and present is not None:
             columns[TRADE_COUNT] = [
                 c if p else None for c, p in zip(prepared.trade_count.tolist(), present.tolist(), strict=True)
             ]
@@ -324,15 +219,10 @@ class SQLCandleStore(CandleStore):
 
     def _select(self) -> sa.Select:
         t = CANDLES.c
-        if self.backend == "postgresql":
-            # Server-side conversions keep Python out of the per-value work: numeric -> float8 rounds
-            # correctly (it parses numeric's text), and epoch microseconds are exact numerics on PG >= 14.
-            return sa.select(
-                self._time_us(),
-                *(sa.cast(t[name], postgresql.DOUBLE_PRECISION()) for name in (*VALUE_COLUMNS, QUOTE_VOLUME)),
-                t.trade_count,
-            )
-        return sa.select(t.open_time, *(t[name] for name in (*VALUE_COLUMNS, QUOTE_VOLUME)), t.trade_count)
+        # On PostgreSQL epoch microseconds keep Python out of the per-row datetime work (exact numerics on
+        # PG >= 14).
+        when = self._time_us() if self.backend == "postgresql" else t.open_time
+        return sa.select(when, *(t[name] for name in (*VALUE_COLUMNS, QUOTE_VOLUME)), t.trade_count)
 
     def _time_us(self) -> sa.ColumnElement[int]:
         return sa.cast(sa.extract("epoch", CANDLES.c.open_time) * 1_000_000, sa.BigInteger())
@@ -349,11 +239,8 @@ class SQLCandleStore(CandleStore):
         times, *values, quote_volume, trade_count = columns
         return frame_from_columns(
             self._times_ns(times),
-            {
-                name: np.array([float(v) for v in column], dtype=np.float64)
-                for name, column in zip(VALUE_COLUMNS, values, strict=True)
-            },
-            quote_volume=np.array([np.nan if v is None else float(v) for v in quote_volume], dtype=np.float64),
+            {name: np.array(column, dtype=np.float64) for name, column in zip(VALUE_COLUMNS, values, strict=True)},
+            quote_volume=np.array([np.nan if v is None else v for v in quote_volume], dtype=np.float64),
             trade_count=list(trade_count),
         )
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
@@ -40,6 +39,9 @@ class Market(Base):
 class Candle(Base):
     """The SQL candle store. The primary key is the series and open time, which makes re-ingestion an upsert
     (``ON CONFLICT DO UPDATE``) and serves range reads of one series from the primary key index alone.
+
+    Prices and volumes are doubles, not ``Numeric``: candles arrive as IEEE floats, and a double column gives
+    back exactly the float written, as the InfluxDB store does (migration 0003).
     """
 
     __tablename__ = "candles"
@@ -48,12 +50,12 @@ class Candle(Base):
     symbol: Mapped[str] = mapped_column(sa.String(32), primary_key=True)
     timeframe: Mapped[str] = mapped_column(sa.String(8), primary_key=True)
     open_time: Mapped[datetime] = mapped_column(primary_key=True)
-    open: Mapped[Decimal]
-    high: Mapped[Decimal]
-    low: Mapped[Decimal]
-    close: Mapped[Decimal]
-    volume: Mapped[Decimal]
-    quote_volume: Mapped[Decimal | None]
+    open: Mapped[float] = mapped_column(sa.Double())
+    high: Mapped[float] = mapped_column(sa.Double())
+    low: Mapped[float] = mapped_column(sa.Double())
+    close: Mapped[float] = mapped_column(sa.Double())
+    volume: Mapped[float] = mapped_column(sa.Double())
+    quote_volume: Mapped[float | None] = mapped_column(sa.Double())
     trade_count: Mapped[int | None]
     ingested_at: Mapped[datetime] = mapped_column(default=utcnow)
 
