@@ -19,6 +19,8 @@ from typing import Any
 
 from airflow.sdk import dag, task
 
+from marketkeeper.airflow.dag_glue import default_args
+
 STORES = ("ledger", "influxdb", "redis")
 
 
@@ -27,9 +29,11 @@ def _check_task(store: str) -> Any:
     def check() -> dict[str, object]:
         from airflow.sdk.exceptions import AirflowSkipException
 
+        from marketkeeper.airflow.dag_glue import fail_fast
         from marketkeeper.airflow.stores import Store, check_store
 
-        health = check_store(Store(store))
+        with fail_fast():
+            health = check_store(Store(store))
         if not health.configured:
             raise AirflowSkipException(f"{store} is not configured: {health.error}")
         return health.as_dict()
@@ -65,7 +69,7 @@ def summary(**context: Any) -> list[dict[str, object]]:
     dagrun_timeout=timedelta(minutes=15),
     doc_md=__doc__,
     tags=["marketkeeper", "health"],
-    default_args={"owner": "marketkeeper", "retries": 2, "retry_delay": timedelta(minutes=1)},
+    default_args=default_args(retries=2, retry_delay=timedelta(minutes=1)),
 )
 def stores_check() -> None:
     [_check_task(store) for store in STORES] >> summary()

@@ -41,10 +41,10 @@ def upgrade(
         with user_errors():
             client = config.influxdb()
             try:
-                client.create_database()
+                created = client.create_database()
             finally:
                 client.close()
-        typer.echo(f"InfluxDB database {client.database!r} at {client.url}: ready")
+        typer.echo(f"InfluxDB database {client.database!r} at {client.url}: {'created' if created else 'ready'}")
 
 
 @app.command("current")

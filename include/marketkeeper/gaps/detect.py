@@ -8,14 +8,14 @@ over candles.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Final, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from marketkeeper.timeframes import EPOCH, Timeframe, check_range, ensure_utc
+from marketkeeper.timeframes import Timeframe, check_range, ensure_utc, to_ns
 
 __all__ = ["Gap", "GapArrays", "detection_window", "find_gap_arrays", "find_gaps"]
 
@@ -89,10 +89,6 @@ def _open_times(tf: Timeframe, indices: npt.NDArray[np.int64]) -> npt.NDArray[np
     return tf.floor_ns(np.zeros(1, dtype=np.int64))[0] + indices * tf.nanoseconds
 
 
-def _to_ns(dt: datetime) -> int:
-    return ((dt - EPOCH) // timedelta(microseconds=1)) * _NS_PER_US
-
-
 def _fixed_sorted(times: npt.NDArray[np.int64], tf: Timeframe, first_ns: int, stop_ns: int) -> GapArrays | None:
     """The common case in a few passes: strictly ascending, aligned times of a fixed timeframe.
 
@@ -140,11 +136,11 @@ def find_gap_arrays(
         times = times.astype("datetime64[ns]").view(np.int64)
     times = times.astype(np.int64, copy=False)
     if tf.is_fixed:
-        fast = _fixed_sorted(times, tf, _to_ns(tf.ceil(start)), _to_ns(tf.ceil(end)))
+        fast = _fixed_sorted(times, tf, to_ns(tf.ceil(start)), to_ns(tf.ceil(end)))
         if fast is not None:
             return fast
-    first_index = int(_indices(tf, np.array([_to_ns(tf.ceil(start))], dtype=np.int64))[0])
-    stop_index = int(_indices(tf, np.array([_to_ns(tf.ceil(end))], dtype=np.int64))[0])
+    first_index = int(_indices(tf, np.array([to_ns(tf.ceil(start))], dtype=np.int64))[0])
+    stop_index = int(_indices(tf, np.array([to_ns(tf.ceil(end))], dtype=np.int64))[0])
     if stop_index <= first_index:
         empty = np.zeros(0, dtype=np.int64)
         return GapArrays(empty, empty.copy(), empty.copy())

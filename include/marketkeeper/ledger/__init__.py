@@ -41,11 +41,11 @@ from marketkeeper.ledger.models import (
 from marketkeeper.ledger.types import (
     ExactNumeric,
     JSONType,
-    NaiveDatetimeError,
     NumericOverflowError,
     UTCDateTime,
     utcnow,
 )
+from marketkeeper.timeframes import NaiveDatetimeError
 
 __all__ = [
     "NAMING_CONVENTION",

@@ -18,6 +18,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
 from marketkeeper.errors import MarketkeeperError
+from marketkeeper.timeframes import ensure_utc
 
 #: Digits and decimal places of every money and quantity column. 38 digits is the widest exact NUMERIC most
 #: warehouses take (BigQuery, Snowflake, Redshift) so exports stay exact; 18 places hold wei-denominated
@@ -28,17 +29,6 @@ NUMERIC_SCALE = 18
 _QUANTUM = Decimal(1).scaleb(-NUMERIC_SCALE)
 # PostgreSQL rounds numeric input half away from zero; ROUND_HALF_UP is Python's name for that.
 _NUMERIC_CONTEXT = Context(prec=NUMERIC_PRECISION, rounding=ROUND_HALF_UP)
-
-
-class NaiveDatetimeError(MarketkeeperError, ValueError):
-    """A timezone-naive datetime reached a timestamp column: its instant is ambiguous, so it is refused."""
-
-    def __init__(self, value: datetime) -> None:
-        super().__init__(
-            f"naive datetime {value.isoformat()} given for a UTC timestamp column; "
-            "pass an aware datetime (e.g. datetime.now(UTC) or value.replace(tzinfo=UTC))"
-        )
-        self.value = value
 
 
 class NumericOverflowError(MarketkeeperError, ValueError):
@@ -77,9 +67,8 @@ class UTCDateTime(TypeDecorator[datetime]):
             return None
         if not isinstance(value, datetime):
             raise TypeError(f"expected a datetime for a UTC timestamp column, got {type(value).__name__}")
-        if value.tzinfo is None or value.utcoffset() is None:
-            raise NaiveDatetimeError(value)
-        as_utc = value.astimezone(UTC)
+        # The one timezone check (marketkeeper.timeframes): a naive value raises NaiveDatetimeError.
+        as_utc = ensure_utc(value, "a UTC timestamp column value")
         # SQLite's DATETIME storage drops the offset without converting, so convert first, then strip.
         return as_utc.replace(tzinfo=None) if dialect.name == "sqlite" else as_utc
 

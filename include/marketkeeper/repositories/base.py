@@ -20,7 +20,7 @@ from sqlalchemy.orm import QueryableAttribute, Session
 from sqlalchemy.orm.exc import StaleDataError
 
 from marketkeeper.ledger.base import Base
-from marketkeeper.ledger.types import ExactNumeric, NaiveDatetimeError, NumericOverflowError
+from marketkeeper.ledger.types import ExactNumeric, NumericOverflowError
 from marketkeeper.repositories.errors import NotFoundError, ValidationError
 from marketkeeper.repositories.integrity import integrity_error
 from marketkeeper.repositories.validation import (
@@ -30,6 +30,7 @@ from marketkeeper.repositories.validation import (
     page_bounds,
     time_window,
 )
+from marketkeeper.timeframes import NaiveDatetimeError
 
 ModelT = TypeVar("ModelT", bound=Base)
 ItemT = TypeVar("ItemT")
