@@ -24,6 +24,8 @@ from marketkeeper.quality import (
     enforce_threshold,
     record_gate,
 )
+from marketkeeper.quality.escape import unescape_text
+from marketkeeper.repositories.quality import QualityRepository
 from marketkeeper.sources.base import Reject, rejects_frame
 
 pytestmark = pytest.mark.integration
@@ -84,22 +86,12 @@ def bad_candles() -> pd.DataFrame:
 
 def quarantine(engine: Engine) -> list[QuarantinedCandle]:
     with session_scope(engine) as session:
-        return list(
-            session.scalars(
-                sa.select(QuarantinedCandle)
-                .where(QuarantinedCandle.exchange == KEY.exchange)
-                .order_by(QuarantinedCandle.open_time, QuarantinedCandle.id)
-            )
-        )
+        return QualityRepository(session).quarantined(KEY.exchange)
 
 
 def runs(engine: Engine) -> list[DataQualityRun]:
     with session_scope(engine) as session:
-        return list(
-            session.scalars(
-                sa.select(DataQualityRun).where(DataQualityRun.exchange == KEY.exchange).order_by(DataQualityRun.id)
-            )
-        )
+        return QualityRepository(session).runs_of(KEY.exchange)
 
 
 def test_a_run_row_and_a_quarantine_row_per_failed_row_with_exact_values(engine: Engine) -> None:
@@ -115,6 +107,7 @@ def test_a_run_row_and_a_quarantine_row_per_failed_row_with_exact_values(engine:
     assert (run.rows_checked, run.rows_failed, run.success) == (20, 4, False)
     assert (run.dag_id, run.run_id, run.task_id) == ("ohlcv_ingest", "scheduled__2024-01-01", "ingest")
     assert run.results["rows_passed"] == 16
+    assert run.results["within_threshold"] is False  # 4 of 20 failed, above the default 1%
     assert run.results["gx"]["success"] is False
     counts = {e["name"]: e["unexpected_count"] for e in run.results["expectations"]}
     assert counts["expect_column_values_to_be_between(volume)"] == 1
@@ -210,3 +203,80 @@ def test_a_source_label_too_long_for_the_column_is_refused(engine: Engine) -> No
         record_gate(session, KEY, START, END, result, source="files:" + "x" * 600)
 
     assert runs(engine) == []
+
+
+def hostile_rejects() -> pd.DataFrame:
+    return rejects_frame(
+        [
+            Reject(source="files", reason="open 'a\x00b' is not a number", raw="1704067200000,a\x00b,2", line=1),
+            Reject(source="files", reason="open '\ud800' is not a number", raw="1704067260000,\ud800,2", line=2),
+            Reject(source="files", reason="expected 12 columns, got 20000", raw="9," * 50_000, line=3),
+            Reject(source="files", reason="bad", raw="x", file="klines-\udcff.csv", line=4),
+        ]
+    )
+
+
+def test_hostile_source_rows_land_in_quarantine_escaped_and_capped(engine: Engine) -> None:
+    result = check_candles(KEY, candles(), now=NOW, rejects=hostile_rejects())
+
+    with session_scope(engine) as session:
+        run = record_gate(session, KEY, START, END, result, source=SOURCE)
+        run_id = run.id
+
+    rows = sorted(quarantine(engine), key=lambda row: row.raw_row["line"])
+    assert len(rows) == 4
+    assert all(row.data_quality_run_id == run_id and row.failed_expectation == PARSEABLE_ROW for row in rows)
+    nul, surrogate, long, bad_file = rows
+    assert nul.raw_row == {"raw": "1704067200000,a\\x00b,2", "line": 1, "escaped": True}
+    assert unescape_text(nul.raw_row["raw"]) == "1704067200000,a\x00b,2"
+    assert nul.reason == "open 'a\\x00b' is not a number"
+    assert surrogate.raw_row["raw"] == "1704067260000,\\ud800,2"
+    assert unescape_text(surrogate.raw_row["raw"]) == "1704067260000,\ud800,2"
+    assert surrogate.reason == "open '\\ud800' is not a number"
+    assert long.raw_row == {"raw": ("9," * 512), "raw_length": 100_000, "truncated": True, "line": 3}
+    assert long.reason == "expected 12 columns, got 20000"
+    assert bad_file.raw_row == {"raw": "x", "file": "klines-\\udcff.csv", "line": 4, "escaped": True}
+
+
+def test_a_huge_reason_is_capped_with_its_length(engine: Engine) -> None:
+    reason = "open '" + "7" * 200_000 + "' is not a number"
+    rejects = rejects_frame([Reject(source="files", reason=reason, raw="row", line=1)])
+
+    with session_scope(engine) as session:
+        record_gate(session, KEY, START, END, check_candles(KEY, candles(), now=NOW, rejects=rejects), source=SOURCE)
+
+    [row] = quarantine(engine)
+    assert str(row.reason).startswith("open '7777")
+    assert str(row.reason).endswith(f"… ({len(reason)} characters in all)")
+    assert len(str(row.reason)) < 4200
+
+
+def test_bad_optional_values_are_quarantined_row_by_row(engine: Engine) -> None:
+    frame = candles().assign(quote_volume=50.0, trade_count=pd.Series(range(20), dtype=object))
+    frame.loc[2, "quote_volume"] = np.inf
+    frame.loc[3, "trade_count"] = 1.5
+    frame.loc[4, "trade_count"] = 1e30
+    frame.loc[5, "trade_count"] = -1
+
+    with session_scope(engine) as session:
+        record_gate(session, KEY, START, END, check_candles(KEY, frame, now=NOW), source=SOURCE)
+
+    rows = quarantine(engine)
+    assert [row.raw_row.get("quote_volume") for row in rows] == ["Infinity", 50.0, 50.0, 50.0]
+    # JSONB keeps numbers as numerics: 1e30 reads back as the int 10**30 on PostgreSQL.
+    assert [float(row.raw_row["trade_count"]) for row in rows] == [2, 1.5, 1e30, -1]
+    assert rows[0].failed_expectation == "expect_column_values_to_be_between(quote_volume)"
+    assert rows[1].reason == "trade_count 1.5 is not a whole number"
+    assert rows[2].reason == "trade_count 1e+30 is not a non-negative count below 2**63"
+
+
+def test_a_hostile_source_label_is_stored_escaped_and_replaced_on_rerun(engine: Engine) -> None:
+    label = "files:/data/klines-\udcff\x00"
+    for _ in range(2):
+        with session_scope(engine) as session:
+            record_gate(session, KEY, START, END, check_candles(KEY, bad_candles(), now=NOW), source=label)
+
+    rows = quarantine(engine)
+    assert len(rows) == 4
+    assert {row.source for row in rows} == {"files:/data/klines-\\udcff\\x00"}
+    assert {run.results["source"] for run in runs(engine)} == {"files:/data/klines-\\udcff\\x00"}

@@ -341,7 +341,7 @@ def test_a_failed_fraction_at_the_threshold_does_not_raise() -> None:
     frame.loc[1, "volume"] = -1.0
     result = check_candles(KEY, frame, now=NOW, max_failed_fraction=0.01)
 
-    assert result.within_threshold
+    assert result.failed_fraction == result.max_failed_fraction
     enforce_threshold(result, KEY, START, END)
     with pytest.raises(QualityGateError):
         enforce_threshold(result, KEY, START, END, 0.0)
@@ -365,10 +365,110 @@ def test_the_summary_is_strict_json() -> None:
 
 
 def test_the_process_keeps_no_validation_results_between_batches() -> None:
-    from marketkeeper.quality import gate
+    from marketkeeper.quality import gx
 
     for _ in range(3):
         check_candles(KEY, candles(), now=NOW)
 
-    context, _checkpoint = gate._checkpoint()
+    context, _checkpoint = gx.checkpoint()
     assert context.validation_results_store.list_keys() == []
+
+
+def with_optional(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with plausible quote volumes and trade counts (trade counts as objects, to hold 1.5)."""
+    n = len(frame)
+    return frame.assign(quote_volume=np.full(n, 550.0), trade_count=pd.Series(range(1, n + 1), dtype=object))
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "expected", "reason"),
+    [
+        pytest.param(
+            "quote_volume",
+            np.inf,
+            f"{BETWEEN}(quote_volume)",
+            "quote_volume inf is not a non-negative finite number below 1e20",
+            id="inf-quote-volume",
+        ),
+        pytest.param("quote_volume", -0.5, f"{BETWEEN}(quote_volume)", "quote_volume -0.5 is", id="negative-quote"),
+        pytest.param("quote_volume", 1e20, f"{BETWEEN}(quote_volume)", "below 1e20", id="huge-quote-volume"),
+        pytest.param(
+            "trade_count",
+            1.5,
+            "expect_column_values_to_be_in_set(trade_count_integral)",
+            "trade_count 1.5 is not a whole number",
+            id="fractional-count",
+        ),
+        pytest.param(
+            "trade_count",
+            1e30,
+            f"{BETWEEN}(trade_count)",
+            "trade_count 1e+30 is not a non-negative count below 2**63",
+            id="huge-count",
+        ),
+        pytest.param("trade_count", np.inf, f"{BETWEEN}(trade_count)", "trade_count inf is not", id="inf-count"),
+        pytest.param("trade_count", -3, f"{BETWEEN}(trade_count)", "trade_count -3 is not", id="negative-count"),
+    ],
+)
+def test_optional_columns_go_through_the_gate_row_by_row(column: str, value: float, expected: str, reason: str) -> None:
+    frame = with_optional(candles())
+    frame.loc[3, column] = value
+
+    result = check_candles(KEY, frame, now=NOW)
+
+    assert expectations_of(result) == [expected]
+    assert reason in str(result.failed["reason"].iloc[0])
+    assert result.failed["open_time"].iloc[0] == frame["open_time"].iloc[3]
+    received = result.failed[column].iloc[0]
+    assert received == value or (np.isinf(value) and np.isinf(received))
+    assert len(result.passed) == 9
+    assert result.passed["trade_count"].dtype == "Int64"
+    assert_counts_add_up(result, 10)
+
+
+def test_optional_columns_may_be_missing_entirely_or_per_row() -> None:
+    frame = with_optional(candles())
+    frame.loc[2, "quote_volume"] = np.nan
+    frame.loc[4, "trade_count"] = None
+
+    assert check_candles(KEY, frame, now=NOW).success
+    result = check_candles(KEY, candles(), now=NOW)  # neither column
+    assert result.success
+    assert "trade_count" not in result.passed.columns and "quote_volume" not in result.passed.columns
+
+
+def test_an_unholdable_trade_count_follows_its_row_through_the_sort() -> None:
+    frame = with_optional(candles(30))
+    frame.loc[[4, 17], "trade_count"] = [2.5, 1e30]
+    frame.loc[9, "trade_count"] = None
+
+    result = check_candles(KEY, frame.sample(frac=1.0, random_state=7), now=NOW)
+
+    by_time = result.failed.set_index("open_time")["trade_count"]
+    assert by_time[frame["open_time"][4]] == 2.5
+    assert by_time[frame["open_time"][17]] == 1e30
+    expected = normalize_frame(frame.drop(index=[4, 17]).astype({"trade_count": "float64"}))
+    pd.testing.assert_frame_equal(result.passed, expected)
+    assert_counts_add_up(result, 30)
+
+
+def test_copies_differing_only_in_an_unholdable_trade_count_are_not_identical() -> None:
+    frame = with_optional(candles())
+    frame.loc[5, "trade_count"] = 1.5
+    doubled = pd.concat([frame, frame.iloc[[5]].assign(trade_count=2.5)], ignore_index=True)
+
+    result = check_candles(KEY, doubled, now=NOW)
+
+    assert result.rows_skipped == 0
+    assert sorted(result.failed["trade_count"]) == [1.5, 2.5]
+    assert_counts_add_up(result, 11)
+
+
+def test_an_integral_trade_count_of_float_dtype_passes_as_int64() -> None:
+    frame = candles().assign(trade_count=np.arange(10, dtype=np.float64))
+
+    result = check_candles(KEY, frame, now=NOW)
+
+    assert result.success
+    assert list(result.passed["trade_count"]) == list(range(10))
+    assert result.passed["trade_count"].dtype == "Int64"

@@ -1,9 +1,14 @@
 """The quality gate's evidence in the ledger: a ``data_quality_runs`` row per run, a ``quarantined_candles``
-row per failed row, written idempotently over a series' interval.
+row per failed row, written idempotently over a series' interval through
+:class:`~marketkeeper.repositories.quality.QualityRepository`.
 
 Re-running the gate over the same series, range and source replaces the quarantine rows an earlier run
 left there (same transaction, delete then insert), so retries and backfills never pile up duplicates; the
 ``data_quality_runs`` rows stay, as the history of every validation.
+
+Whatever a source sent can be stored: text PostgreSQL refuses (NUL, lone surrogates) is escaped as
+:mod:`marketkeeper.quality.escape` describes, a rejected row's text is kept to its first
+:data:`RAW_LIMIT` characters (``raw_length`` and ``truncated`` say so) and a reason to :data:`REASON_LIMIT`.
 """
 
 from __future__ import annotations
@@ -19,33 +24,34 @@ from sqlalchemy.orm import Session
 from marketkeeper.candles import CANDLE_COLUMNS, OPEN_TIME, SeriesKey
 from marketkeeper.errors import MarketkeeperError
 from marketkeeper.ledger.models import DataQualityRun, QuarantinedCandle
-from marketkeeper.quality.gate import (
-    FAILED_EXPECTATION,
-    FILE,
-    LINE,
-    RAW,
-    REASON,
-    SUITE_NAME,
-    GateResult,
-    jsonable,
-)
+from marketkeeper.quality.escape import storable_json, storable_text, truncated_text
+from marketkeeper.quality.gate import GateResult
+from marketkeeper.quality.jsonable import jsonable
+from marketkeeper.quality.split import FAILED_EXPECTATION, FILE, LINE, RAW, REASON
+from marketkeeper.quality.suite import SUITE_NAME
+from marketkeeper.repositories.quality import QualityRepository
 from marketkeeper.timeframes import check_range
 
-__all__ = ["QualityStoreError", "raw_row", "record_gate"]
+__all__ = ["RAW_LIMIT", "REASON_LIMIT", "QualityStoreError", "raw_row", "record_gate"]
 
+#: Characters of a rejected row's text kept in ``raw_row``; its full length is noted beside it.
+RAW_LIMIT: Final = 1024
+#: Characters of a reason kept (a gate reason lists one sentence per broken expectation, well below this).
+REASON_LIMIT: Final = 4096
 _AIRFLOW_KEYS: Final = ("dag_id", "run_id", "task_id")
+_SEPARATOR: Final = "; "
 
 
 # Column widths of the ledger models; checked here so SQLite (which ignores them) behaves like PostgreSQL.
 def _width(column: sa.ColumnElement[Any]) -> int:
     kind = column.type
-    assert isinstance(kind, sa.String) and kind.length is not None, f"{column} is not a bounded string"
+    if not isinstance(kind, sa.String) or kind.length is None:
+        raise TypeError(f"{column} is not a bounded string column; the quality store needs its width")
     return kind.length
 
 
 _SOURCE_WIDTH: Final = _width(QuarantinedCandle.__table__.c.source)
 _EXPECTATION_WIDTH: Final = _width(QuarantinedCandle.__table__.c.failed_expectation)
-_SEPARATOR: Final = "; "
 
 
 class QualityStoreError(MarketkeeperError, ValueError):
@@ -79,38 +85,14 @@ def record_gate(
     :param suite: the suite name stored on the run.
     :param airflow: ``dag_id``, ``run_id`` and ``task_id`` of the task that ran the gate, if any.
     :raises QualityStoreError: ``source`` is too long for the column, or ``airflow`` has unknown keys.
+    :raises ValidationError: a value does not fit its ledger column (an Airflow id too long).
     """
     start, end = check_range(start, end)
-    if not source or len(source) > _SOURCE_WIDTH:
+    label = storable_text(source)
+    if not label or len(label) > _SOURCE_WIDTH:
         raise QualityStoreError(f"source label must have 1 to {_SOURCE_WIDTH} characters, got {source!r}")
-    ids = _airflow_ids(airflow)
-    series = (
-        QuarantinedCandle.exchange == key.exchange,
-        QuarantinedCandle.symbol == key.symbol,
-        QuarantinedCandle.timeframe == str(key.timeframe),
-    )
-    earlier_runs = sa.select(DataQualityRun.id).where(
-        DataQualityRun.exchange == key.exchange,
-        DataQualityRun.symbol == key.symbol,
-        DataQualityRun.timeframe == str(key.timeframe),
-        DataQualityRun.suite == suite,
-        DataQualityRun.range_start == start,
-        DataQualityRun.range_end == end,
-    )
-    session.execute(
-        sa.delete(QuarantinedCandle)
-        .where(
-            *series,
-            QuarantinedCandle.source == source,
-            sa.or_(
-                sa.and_(QuarantinedCandle.open_time >= start, QuarantinedCandle.open_time < end),
-                QuarantinedCandle.data_quality_run_id.in_(earlier_runs),
-            ),
-        )
-        .execution_options(synchronize_session=False)
-    )
-
-    run = DataQualityRun(
+    repository = QualityRepository(session)
+    run = repository.add_run(
         suite=suite,
         exchange=key.exchange,
         symbol=key.symbol,
@@ -120,15 +102,12 @@ def record_gate(
         rows_checked=result.rows_checked,
         rows_failed=result.rows_failed,
         success=result.success,
-        results=_run_results(result, source),
-        **ids,
+        results=_run_results(result, label),
+        **_airflow_ids(airflow),
     )
-    session.add(run)
-    session.flush()
-
-    rows = [_quarantine_row(record, key, source, run.id) for record in _records(result.failed)]
-    if rows:
-        session.execute(sa.insert(QuarantinedCandle), rows)
+    repository.replace_window_quarantine(
+        run, source=label, rows=[_quarantine_row(record) for record in _records(result.failed)]
+    )
     return run
 
 
@@ -136,16 +115,29 @@ def raw_row(record: Mapping[str, Any]) -> dict[str, Any]:
     """A failed row as JSON: values exactly as received, non-finite numbers as ``"NaN"``/``"Infinity"``.
 
     A rejected source row keeps its verbatim text (``raw``), ``file`` and ``line`` instead of candle values.
+    Text longer than :data:`RAW_LIMIT` is cut there, with ``"raw_length"`` (the full length in characters)
+    and ``"truncated": true``; text PostgreSQL refuses is escaped, with ``"escaped": true``
+    (:func:`~marketkeeper.quality.escape.unescape_text` undoes it).
 
     :param record: one row of :attr:`GateResult.failed` as a mapping.
     """
-    if _present(record.get(RAW)):
-        return {
-            name: jsonable(record[name])
-            for name in (RAW, FILE, LINE, OPEN_TIME)
-            if name in record and _present(record[name])
-        }
-    return {name: jsonable(record[name]) for name in CANDLE_COLUMNS if name in record}
+    if not _present(record.get(RAW)):
+        return {name: jsonable(record[name]) for name in CANDLE_COLUMNS if name in record}
+    text = str(record[RAW])
+    stored, escaped, truncated = truncated_text(text, RAW_LIMIT)
+    row: dict[str, Any] = {RAW: stored}
+    if truncated:
+        row.update(raw_length=len(text), truncated=True)
+    if _present(record.get(FILE)):
+        file = str(record[FILE])
+        row[FILE] = storable_text(file)
+        escaped = escaped or row[FILE] != file
+    for name in (LINE, OPEN_TIME):
+        if name in record and _present(record[name]):
+            row[name] = jsonable(record[name])
+    if escaped:
+        row["escaped"] = True
+    return row
 
 
 def _present(value: Any) -> bool:
@@ -158,20 +150,19 @@ def _records(failed: pd.DataFrame) -> list[dict[str, Any]]:
     return records
 
 
-def _quarantine_row(record: Mapping[str, Any], key: SeriesKey, source: str, run_id: int) -> dict[str, Any]:
+def _quarantine_row(record: Mapping[str, Any]) -> dict[str, Any]:
     opened = record.get(OPEN_TIME)
-    open_time = pd.Timestamp(opened).to_pydatetime() if _present(opened) else None
     return {
-        "exchange": key.exchange,
-        "symbol": key.symbol,
-        "timeframe": str(key.timeframe),
-        "open_time": open_time,
+        "open_time": pd.Timestamp(opened).to_pydatetime() if _present(opened) else None,
         "raw_row": raw_row(record),
         "failed_expectation": _fit(str(record[FAILED_EXPECTATION]), _EXPECTATION_WIDTH),
-        "reason": str(record[REASON]),
-        "source": source,
-        "data_quality_run_id": run_id,
+        "reason": _reason(str(record[REASON])),
     }
+
+
+def _reason(text: str) -> str:
+    stored, _escaped, truncated = truncated_text(text, REASON_LIMIT)
+    return f"{stored}… ({len(text)} characters in all)" if truncated else stored
 
 
 def _fit(names: str, width: int) -> str:
@@ -199,14 +190,14 @@ def _airflow_ids(airflow: Mapping[str, str] | None) -> dict[str, str | None]:
 
 
 def _run_results(result: GateResult, source: str) -> dict[str, Any]:
-    return {
+    results = {
         "source": source,
         "now": result.now.isoformat(),
         "rows_passed": len(result.passed),
         "rows_skipped": result.rows_skipped,
         "failed_fraction": result.failed_fraction,
         "max_failed_fraction": result.max_failed_fraction,
-        "within_threshold": result.within_threshold,
+        "within_threshold": result.failed_fraction <= result.max_failed_fraction,
         "expectations": [
             {
                 "name": o.name,
@@ -219,3 +210,5 @@ def _run_results(result: GateResult, source: str) -> dict[str, Any]:
         ],
         "gx": result.summary,
     }
+    stored: dict[str, Any] = storable_json(results)
+    return stored

@@ -1,0 +1,152 @@
+"""The Great Expectations plumbing of the gate: the context and checkpoint built from the suite, one run of
+a batch through it, and the run's results read back as outcomes, failing rows and a JSON-able summary.
+
+Great Expectations is imported by :func:`checkpoint`, on the first batch, never on import (it costs seconds).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any, Final
+
+import pandas as pd
+
+from marketkeeper.errors import ConfigurationError, MarketkeeperError
+from marketkeeper.quality.jsonable import jsonable
+from marketkeeper.quality.suite import CHECKS, ROW, SUITE_NAME, Check, ExpectationOutcome
+
+if TYPE_CHECKING:
+    from great_expectations.checkpoint import Checkpoint
+    from great_expectations.core import ExpectationValidationResult
+    from great_expectations.data_context import AbstractDataContext
+
+__all__ = ["GateEvaluationError", "SuiteRun", "checkpoint", "run_suite"]
+
+# GX's own cap on the example values it reports; the complete lists go to quarantine, not to the summary.
+_SUMMARY_DROP: Final = ("unexpected_list", "unexpected_index_list", "partial_unexpected_index_list")
+
+_RUN_LOCK = threading.Lock()
+
+
+class GateEvaluationError(MarketkeeperError):
+    """Great Expectations could not evaluate an expectation, so the batch was not judged at all."""
+
+
+@dataclass(frozen=True, slots=True)
+class SuiteRun:
+    """What one checkpoint run found."""
+
+    #: One outcome per check of :data:`~marketkeeper.quality.suite.CHECKS`, in suite order.
+    outcomes: tuple[ExpectationOutcome, ...]
+    #: The checks each failing row broke, by the row's :data:`~marketkeeper.quality.suite.ROW` number.
+    findings: dict[int, list[Check]]
+    #: The validation result, JSON-able, without the complete unexpected-value lists.
+    summary: dict[str, Any]
+
+
+def _require_analytics_off() -> None:
+    value = os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+    if value.strip().lower() not in ("false", "0", "no", "off"):
+        raise ConfigurationError(
+            f"GX_ANALYTICS_ENABLED is {value!r}; marketkeeper runs Great Expectations with analytics off "
+            "(GX_ANALYTICS_ENABLED=False): it must not phone home from data pipelines"
+        )
+
+
+@lru_cache(maxsize=1)
+def checkpoint() -> tuple[AbstractDataContext, Checkpoint]:
+    """The process's context and checkpoint: building them is slow; the batch is a run parameter.
+
+    :raises ConfigurationError: ``GX_ANALYTICS_ENABLED`` is set to anything but off.
+    """
+    _require_analytics_off()
+    import great_expectations as gx
+    import great_expectations.expectations as gxe
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    context = gx.get_context(mode="ephemeral")
+    # tqdm bars would flood Airflow task logs, one per batch.
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    batch = (
+        context.data_sources.add_pandas("marketkeeper")
+        .add_dataframe_asset(SUITE_NAME)
+        .add_batch_definition_whole_dataframe("batch")
+    )
+    suite = context.suites.add(gx.ExpectationSuite(name=SUITE_NAME))
+    for check in CHECKS:
+        expectation_class = getattr(gxe, check.gx_class)
+        suite.add_expectation(expectation_class(**check.kwargs, meta={"check": check.name}))
+    definition = context.validation_definitions.add(gx.ValidationDefinition(name=SUITE_NAME, data=batch, suite=suite))
+    built = context.checkpoints.add(
+        gx.Checkpoint(
+            name=SUITE_NAME,
+            validation_definitions=[definition],
+            result_format={
+                "result_format": "COMPLETE",
+                "unexpected_index_column_names": [ROW],
+                "return_unexpected_index_query": False,
+            },
+        )
+    )
+    return context, built
+
+
+def run_suite(batch: pd.DataFrame, parameters: Mapping[str, Any]) -> SuiteRun:
+    """Run ``batch`` through the checkpoint.
+
+    :param batch: the batch as :func:`~marketkeeper.quality.suite.suite_batch` builds it.
+    :param parameters: the suite parameters of this batch.
+    :raises GateEvaluationError: an expectation could not be evaluated or gave no usable result.
+    """
+    context, built = checkpoint()
+    with _RUN_LOCK:
+        run = built.run(batch_parameters={"dataframe": batch}, expectation_parameters=dict(parameters))
+        # The ephemeral context keeps every result in memory; the ledger is where results are kept, so a
+        # long ingestion would otherwise grow by one complete result per batch.
+        for identifier in run.run_results:
+            context.validation_results_store.remove_key(identifier)
+    [suite_result] = run.run_results.values()
+
+    outcomes: list[ExpectationOutcome] = []
+    findings: dict[int, list[Check]] = {}
+    by_name = {
+        (r.expectation_config.meta or {}).get("check") if r.expectation_config else None: r
+        for r in suite_result.results
+    }
+    for check in CHECKS:
+        evaluated = by_name.get(check.name)
+        if evaluated is None:
+            raise GateEvaluationError(f"the candles suite returned no result for {check.name}")
+        _raise_if_errored(check, evaluated)
+        rows = [int(entry[ROW]) for entry in evaluated.result.get("unexpected_index_list") or ()]
+        if not evaluated.success and not rows:
+            raise GateEvaluationError(f"{check.name} failed without naming the rows: {evaluated.result}")
+        for row in rows:
+            findings.setdefault(row, []).append(check)
+        outcomes.append(
+            ExpectationOutcome(check.name, check.expectation_type, check.columns, bool(evaluated.success), len(rows))
+        )
+    return SuiteRun(tuple(outcomes), findings, _summary(suite_result.describe_dict()))
+
+
+def _raise_if_errored(check: Check, evaluated: ExpectationValidationResult) -> None:
+    info = evaluated.exception_info or {}
+    # GX 1.x reports either one flat dict or one dict per metric that raised.
+    entries = [info] if "raised_exception" in info else [v for v in info.values() if isinstance(v, dict)]
+    messages = [str(e.get("exception_message")) for e in entries if e.get("raised_exception")]
+    if messages:
+        raise GateEvaluationError(f"Great Expectations could not evaluate {check.name}: {'; '.join(messages)}")
+
+
+def _summary(described: Mapping[str, Any]) -> dict[str, Any]:
+    expectations = []
+    for entry in described.get("expectations", ()):
+        result = {k: v for k, v in (entry.get("result") or {}).items() if k not in _SUMMARY_DROP}
+        kwargs = {k: v for k, v in (entry.get("kwargs") or {}).items() if k != "batch_id"}
+        expectations.append({**entry, "kwargs": kwargs, "result": result})
+    summary = {**described, "expectations": expectations}
+    return dict(jsonable(summary))
