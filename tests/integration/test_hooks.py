@@ -102,6 +102,28 @@ def test_redis_hook_pings_and_writes_under_its_prefix_and_db(
     assert ok, message
 
 
+def test_a_provider_redis_connection_pings_the_real_server(
+    monkeypatch: pytest.MonkeyPatch, redis_url: str, redis_prefix: str
+) -> None:
+    parsed = redis.connection.parse_url(redis_url)
+    conn = {"conn_type": "redis", "host": parsed["host"], "port": parsed["port"], "extra": {"db": parsed["db"]}}
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_MK_PLAIN_REDIS", json.dumps({**conn, "extra": {**conn["extra"], "prefix": redis_prefix}})
+    )
+    hook = RedisHook("mk_plain_redis")
+    ok, message = hook.test_connection()
+    assert ok, message
+    assert message.startswith("Redis ") and " answered in " in message
+    with hook.get_conn() as client:
+        client.raw.set(client.key("plain", "probe"), b"2")
+        assert client.raw.connection_pool.connection_kwargs["db"] == parsed["db"]
+    plain = redis.Redis.from_url(redis_url)
+    try:
+        assert plain.get(f"{redis_prefix}plain:probe") == b"2"
+    finally:
+        plain.close()
+
+
 def test_test_connection_reports_a_dead_server_instead_of_raising(monkeypatch: pytest.MonkeyPatch) -> None:
     # Port 1 on localhost: nothing listens there, the refusal is immediate.
     monkeypatch.setenv(CONN_ENV["redis"], redis_conn("redis://127.0.0.1:1/15", "mktest:", password="hunter2"))
@@ -111,7 +133,11 @@ def test_test_connection_reports_a_dead_server_instead_of_raising(monkeypatch: p
     assert "hunter2" not in message
 
 
-def test_check_store_fails_naming_a_configured_store_that_is_down(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_check_store_fails_naming_a_configured_store_that_is_down(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # Every deployment has its ledger connection (the stores are configured as one set).
+    monkeypatch.setenv(CONN_ENV["ledger"], json.dumps({"conn_type": "sqlite", "host": str(tmp_path / "l.sqlite")}))
     monkeypatch.setenv(CONN_ENV["redis"], redis_conn("redis://127.0.0.1:1/15", "mktest:", password="hunter2"))
     with pytest.raises(StoreUnavailableError) as info:
         stores.check_store(stores.Store.REDIS)

@@ -235,10 +235,102 @@ def test_redis_get_conn_builds_the_client_without_leaking_secrets(
         client.close()
 
 
+def test_redis_hook_builds_on_the_provider_hook() -> None:
+    from airflow.providers.redis.hooks.redis import RedisHook as ProviderRedisHook
+
+    assert issubclass(RedisHook, ProviderRedisHook)
+    assert RedisHook().redis_conn_id == "marketkeeper_redis_default"
+    assert "redis" in RedisHook.conn_types
+
+
+def test_a_provider_redis_connection_works_with_the_default_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
+    set_conn(
+        monkeypatch,
+        "mk_test",
+        conn_type="redis",
+        host="cache.example",
+        port=6390,
+        login="app",
+        password=NASTY_PASSWORD,
+        extra={"db": 4, "ssl": True, "ssl_cert_reqs": "none", "ssl_check_hostname": "false"},
+    )
+    client = RedisHook("mk_test").get_conn()
+    try:
+        pool = client.raw.connection_pool
+        assert issubclass(pool.connection_class, redis.SSLConnection)
+        kwargs = pool.connection_kwargs
+        assert (kwargs["host"], kwargs["port"], kwargs["db"], kwargs["username"], kwargs["password"]) == (
+            "cache.example",
+            6390,
+            4,
+            "app",
+            NASTY_PASSWORD,
+        )
+        assert kwargs["ssl_cert_reqs"] == "none"
+        assert kwargs["ssl_check_hostname"] is False
+        assert (kwargs["socket_timeout"], kwargs["socket_connect_timeout"]) == (5.0, 5.0)
+        assert client.prefix == "marketkeeper:"
+    finally:
+        client.close()
+
+
+@pytest.mark.parametrize("password", ["None", "false", ""])
+def test_passwords_the_provider_treats_as_none_are_none(monkeypatch: pytest.MonkeyPatch, password: str) -> None:
+    set_conn(monkeypatch, "mk_test", conn_type="redis", host="h", password=password, extra={"ssl": "false"})
+    client = RedisHook("mk_test").get_conn()
+    try:
+        assert client.raw.connection_pool.connection_kwargs["password"] is None
+        assert not issubclass(client.raw.connection_pool.connection_class, redis.SSLConnection)  # "false" is false
+    finally:
+        client.close()
+    assert RedisHook("mk_test").client_kwargs()["url"] == "redis://h:6379/0"
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"cluster": True}, "cluster"),
+        ({"ssl_cert_reqs": "sometimes"}, "ssl_cert_reqs"),
+        ({"socket_timeout": 0}, "positive"),
+    ],
+)
+def test_redis_extras_the_provider_would_misread_are_refused(
+    monkeypatch: pytest.MonkeyPatch, extra: dict[str, Any], message: str
+) -> None:
+    set_conn(monkeypatch, "mk_test", conn_type="redis", host="h", extra=extra)
+    with pytest.raises(ConfigurationError, match=message):
+        RedisHook("mk_test").get_conn()
+    ok, why = RedisHook("mk_test").test_connection()
+    assert not ok and message in why
+
+
+def test_ping_client_is_one_line_and_masks_echoed_secrets() -> None:
+    from marketkeeper.airflow.hooks import ping_client
+    from marketkeeper.errors import StoreUnavailableError
+    from marketkeeper.redis_client import ServerInfo
+
+    class Down:
+        def ping(self) -> ServerInfo:
+            raise StoreUnavailableError("Redis", f"AUTH {NASTY_PASSWORD} refused")
+
+    class Up:
+        def ping(self) -> ServerInfo:
+            return ServerInfo(version="7.2.4", latency_ms=0.42)
+
+    ok, message = ping_client("Redis", "redis://:***@h:6379/0", Down(), secrets=(NASTY_PASSWORD,))
+    assert not ok
+    assert message == "Redis at redis://:***@h:6379/0 is unreachable: AUTH *** refused"
+    assert ping_client("Redis", "redis://h:6379/0", Up()) == (True, "Redis 7.2.4 answered in 0.4 ms")
+
+
 # --- store resolution -----------------------------------------------------------------------------------
 
 
-def test_optional_stores_without_a_connection_are_not_configured() -> None:
+def test_optional_stores_without_a_connection_are_not_configured(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # Every deployment has its ledger connection (the stores are configured as one set).
+    set_conn(monkeypatch, stores.LEDGER_CONN_ID, conn_type="sqlite", host=str(tmp_path / "ledger.sqlite"))
     assert stores.influxdb_client() is stores.NOT_CONFIGURED
     assert stores.redis_client() is stores.NOT_CONFIGURED
     health = stores.check_store(stores.Store.REDIS)

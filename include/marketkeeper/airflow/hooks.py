@@ -1,24 +1,33 @@
 """Airflow hooks that turn a Connection into marketkeeper's own InfluxDB and Redis clients.
 
 A hook only reads a Connection; the clients (``marketkeeper.influxdb``, ``marketkeeper.redis_client``) do
-the talking. The connection form fields live declaratively in :mod:`marketkeeper.airflow.provider`, which is
-what Airflow 3.2+ reads (``get_connection_form_widgets`` is deprecated there and would drag in wtforms).
+the talking. :class:`RedisHook` builds on the Redis provider's hook, so a plain ``redis`` connection works as
+well as a ``marketkeeper_redis`` one. Both hooks answer the UI's *Test* button through :func:`ping_client`.
+The connection form fields live declaratively in :mod:`marketkeeper.airflow.provider`, which is what
+Airflow 3.2+ reads (``get_connection_form_widgets`` is deprecated there and would drag in wtforms).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import json
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 from urllib.parse import quote
 
+import attrs
+from airflow.providers.redis.hooks.redis import ALLOWED_SSL_CERT_REQS
+from airflow.providers.redis.hooks.redis import RedisHook as ProviderRedisHook
 from airflow.sdk.bases.hook import BaseHook
 
-from marketkeeper.errors import ConfigurationError, MarketkeeperError
+from marketkeeper.errors import ConfigurationError, MarketkeeperError, StoreUnavailableError
+from marketkeeper.settings import redact, redact_url
 
 if TYPE_CHECKING:
     from airflow.sdk import Connection
 
     from marketkeeper.influxdb import InfluxDBClient
     from marketkeeper.redis_client import RedisClient
+
+__all__ = ["InfluxDBHook", "PingTestMixin", "RedisHook", "ping_client"]
 
 DEFAULT_INFLUXDB_PORT = 8086
 DEFAULT_INFLUXDB_DATABASE = "marketkeeper"  # the same default as Settings.influxdb_bucket
@@ -29,14 +38,67 @@ DEFAULT_REDIS_SOCKET_TIMEOUT = 5.0
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
+#: The extras the provider's RedisHook reads, and marketkeeper's own.
+_REDIS_SSL_EXTRAS = ("ssl", "ssl_cert_reqs", "ssl_ca_certs", "ssl_keyfile", "ssl_certfile", "ssl_check_hostname")
+_REDIS_EXTRAS = ("db", "prefix", "socket_timeout", "cluster", "startup_nodes", *_REDIS_SSL_EXTRAS)
+
+
+class _Pingable(Protocol):
+    def ping(self) -> Any: ...
+
+
+def ping_client(
+    store: str, target: str, client: _Pingable, *, secrets: tuple[str | None, ...] = ()
+) -> tuple[bool, str]:
+    """Ping ``client`` once: ``(True, "<store> <version> answered in <n> ms")`` or ``(False, one-line cause)``.
+
+    The one checker behind every hook's ``test_connection``.
+
+    :param store: what to call the store in the message (``Redis``, ``InfluxDB``).
+    :param target: where it is, already free of passwords (a redacted URL).
+    :param secrets: credentials to mask should the server or the driver echo one.
+    """
+    try:
+        info = client.ping()
+    except StoreUnavailableError as exc:
+        return False, redact(f"{store} at {target} is unreachable: {exc.cause}", secrets)
+    except MarketkeeperError as exc:  # the server answered, but with an error (bad credentials, say)
+        return False, redact(f"{store} at {target}: {exc}", secrets)
+    return True, f"{store} {info.version} answered in {info.latency_ms:.1f} ms"
+
+
+class PingTestMixin:
+    """``test_connection`` for a hook whose ``get_conn()`` returns a client with ``ping()`` and ``close()``."""
+
+    store_name: ClassVar[str]
+
+    if TYPE_CHECKING:  # provided by the hook; declared here only for the type checker (the MRO must not see them)
+
+        def get_conn(self) -> Any: ...
+
+        def client_kwargs(self, conn: Connection | None = None) -> dict[str, Any]: ...
+
+    def test_connection(self) -> tuple[bool, str]:
+        """Ping the server for the UI's *Test* button: ``(True, version and latency)`` or ``(False, why)``."""
+        try:
+            kwargs = self.client_kwargs()
+            client = self.get_conn()
+        except MarketkeeperError as exc:
+            return False, str(exc)
+        try:
+            secrets = (kwargs.get("password"), kwargs.get("token"))
+            return ping_client(self.store_name, redact_url(str(kwargs["url"])), client, secrets=secrets)
+        finally:
+            client.close()
 
 
 def _extra(conn: Connection, conn_type: str, name: str) -> Any:
     """An extra by its plain name, or by the ``extra__<conn_type>__<name>`` spelling older UIs stored."""
     extras = conn.extra_dejson
     value = extras.get(name)
-    if value in (None, ""):
-        value = extras.get(f"extra__{conn_type}__{name}")
+    for kind in (conn_type, conn.conn_type):
+        if value in (None, ""):
+            value = extras.get(f"extra__{kind}__{name}")
     return None if value == "" else value
 
 
@@ -87,7 +149,7 @@ def _require_host(conn: Connection, store: str) -> str:
     return host
 
 
-class InfluxDBHook(BaseHook):
+class InfluxDBHook(PingTestMixin, BaseHook):
     """Builds a :class:`marketkeeper.influxdb.InfluxDBClient` (v1 HTTP API) from an Airflow Connection.
 
     Connection fields: ``host`` and ``port`` (default 8086); ``schema`` is the protocol, ``http`` (default) or
@@ -102,6 +164,7 @@ class InfluxDBHook(BaseHook):
     default_conn_name = "marketkeeper_influxdb_default"
     conn_type = "marketkeeper_influxdb"
     hook_name = "InfluxDB (v1 API, marketkeeper)"
+    store_name = "InfluxDB"
 
     def __init__(self, influxdb_conn_id: str = default_conn_name) -> None:
         super().__init__()
@@ -168,27 +231,16 @@ class InfluxDBHook(BaseHook):
         )
         return InfluxDBClient(url, **kwargs)
 
-    def test_connection(self) -> tuple[bool, str]:
-        """Ping the server for the UI's *Test* button: ``(True, version and latency)`` or ``(False, why)``."""
-        try:
-            client = self.get_conn()
-        except MarketkeeperError as exc:
-            return False, str(exc)
-        try:
-            info = client.ping()
-        except MarketkeeperError as exc:
-            return False, str(exc)
-        finally:
-            client.close()
-        return True, f"InfluxDB {info.version} answered in {info.latency_ms:.1f} ms"
 
+class RedisHook(PingTestMixin, ProviderRedisHook):
+    """The Redis provider's hook with marketkeeper's key namespace: builds a :class:`RedisClient`.
 
-class RedisHook(BaseHook):
-    """Builds a :class:`marketkeeper.redis_client.RedisClient` from an Airflow Connection.
-
-    Connection fields: ``host``, ``port`` (default 6379), ``password`` and, for Redis ACLs, ``login``.
-    Extras: ``db`` (default 0), ``prefix`` (default ``marketkeeper:``), ``ssl`` (``rediss://``) and
-    ``socket_timeout`` (seconds, default 5).
+    The provider reads the Connection (``host``, ``port``, ``login`` for Redis ACLs, ``password``, and the extras
+    ``db``, ``ssl``, ``ssl_cert_reqs``, ``ssl_ca_certs``, ``ssl_keyfile``, ``ssl_certfile``,
+    ``ssl_check_hostname``), so a connection of the provider's ``redis`` type works here too. This hook adds the
+    extras ``prefix`` (default ``marketkeeper:``) and ``socket_timeout`` (seconds, default 5; the provider sets
+    none), checks the extras before the provider sees them (``"ssl": "false"`` is false, ``db`` an integer),
+    and refuses cluster mode, which marketkeeper does not support.
 
     :param redis_conn_id: the Airflow connection id to read.
     """
@@ -197,32 +249,65 @@ class RedisHook(BaseHook):
     default_conn_name = "marketkeeper_redis_default"
     conn_type = "marketkeeper_redis"
     hook_name = "Redis (marketkeeper)"
+    store_name = "Redis"
+    #: Connection types this hook reads: its own, and the Redis provider's.
+    conn_types: ClassVar[tuple[str, ...]] = ("marketkeeper_redis", "redis")
 
-    def __init__(self, redis_conn_id: str = default_conn_name) -> None:
-        super().__init__()
-        self.redis_conn_id = redis_conn_id
+    def __init__(self, redis_conn_id: str = default_conn_name, **kwargs: Any) -> None:
+        super().__init__(redis_conn_id=redis_conn_id, **kwargs)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(redis_conn_id={self.redis_conn_id!r})"
 
+    @classmethod
+    def get_connection(cls, conn_id: str) -> Connection:
+        """The connection with its extras checked and spelled the way the provider's hook reads them.
+
+        :raises ConfigurationError: an extra is malformed, or cluster mode is asked for.
+        """
+        return cls._normalized(super().get_connection(conn_id))
+
+    @classmethod
+    def _normalized(cls, conn: Connection) -> Connection:
+        conn_id = conn.conn_id
+        extras = {name: value for name, value in conn.extra_dejson.items() if not name.startswith("extra__")}
+        for name in _REDIS_EXTRAS:
+            value = _extra(conn, cls.conn_type, name)
+            if value is None:
+                extras.pop(name, None)
+            else:
+                extras[name] = value
+        if "cluster" in extras and _as_bool(extras["cluster"], conn_id=conn_id, name="cluster"):
+            raise ConfigurationError(f"connection {conn_id!r}: Redis cluster mode is not supported by marketkeeper")
+        db = _as_int(extras.get("db", 0), conn_id=conn_id, name="db")
+        if db < 0:
+            raise ConfigurationError(f"connection {conn_id!r}: 'db' must be >= 0, got {db}")
+        extras["db"] = db
+        for name in ("ssl", "ssl_check_hostname"):
+            if name in extras:
+                extras[name] = _as_bool(extras[name], conn_id=conn_id, name=name)
+        if "ssl_cert_reqs" in extras and extras["ssl_cert_reqs"] not in ALLOWED_SSL_CERT_REQS:
+            raise ConfigurationError(
+                f"connection {conn_id!r}: 'ssl_cert_reqs' must be one of {', '.join(ALLOWED_SSL_CERT_REQS)}, "
+                f"got {extras['ssl_cert_reqs']!r}"
+            )
+        if "socket_timeout" in extras:
+            extras["socket_timeout"] = _as_float(extras["socket_timeout"], conn_id=conn_id, name="socket_timeout")
+        # The provider treats these passwords as none; read them the same way everywhere.
+        password = None if str(conn.password).lower() in ("none", "false", "") else conn.password
+        return attrs.evolve(conn, extra=json.dumps(extras), password=password, port=conn.port or DEFAULT_REDIS_PORT)
+
     def client_kwargs(self, conn: Connection | None = None) -> dict[str, Any]:
-        """The arguments :class:`RedisClient` is built with; ``url`` carries the password, so never log it.
+        """Where the client points and how: ``url`` (carries the password: redact before showing), ``prefix``,
+        ``socket_timeout``, ``password``.
 
         :param conn: the connection to read; fetched by ``redis_conn_id`` when omitted.
         :raises ConfigurationError: the connection is malformed (empty host, non-integer db, bad flags).
         """
-        conn = conn or self.get_connection(self.redis_conn_id)
-        conn_id = conn.conn_id
+        conn = self._normalized(conn) if conn is not None else self.get_connection(self.redis_conn_id)
         host = _require_host(conn, "Redis")
         port = conn.port or DEFAULT_REDIS_PORT
-        db_value = _extra(conn, self.conn_type, "db")
-        db = _as_int(db_value, conn_id=conn_id, name="db") if db_value is not None else 0
-        if db < 0:
-            raise ConfigurationError(f"connection {conn_id!r}: 'db' must be >= 0, got {db}")
-        ssl_value = _extra(conn, self.conn_type, "ssl")
-        ssl = _as_bool(ssl_value, conn_id=conn_id, name="ssl") if ssl_value is not None else False
-        prefix = _extra(conn, self.conn_type, "prefix")
-        timeout = _extra(conn, self.conn_type, "socket_timeout")
+        extras = conn.extra_dejson
         # quote(safe="") so a password with @ : / % # survives the trip through the URL parser.
         userinfo = ""
         if conn.login or conn.password:
@@ -230,40 +315,28 @@ class RedisHook(BaseHook):
             if conn.password:
                 userinfo += ":" + quote(conn.password, safe="")
             userinfo += "@"
-        scheme = "rediss" if ssl else "redis"
+        scheme = "rediss" if extras.get("ssl") else "redis"
+        prefix = extras.get("prefix")
         return {
-            "url": f"{scheme}://{userinfo}{_url_host(host)}:{port}/{db}",
+            "url": f"{scheme}://{userinfo}{_url_host(host)}:{port}/{extras['db']}",
             "prefix": str(prefix) if prefix is not None else DEFAULT_REDIS_PREFIX,
-            "socket_timeout": (
-                _as_float(timeout, conn_id=conn_id, name="socket_timeout")
-                if timeout is not None
-                else DEFAULT_REDIS_SOCKET_TIMEOUT
-            ),
+            "socket_timeout": extras.get("socket_timeout", DEFAULT_REDIS_SOCKET_TIMEOUT),
+            "password": conn.password,
         }
 
     def get_conn(self) -> RedisClient:
-        """A new client for the connection; the caller closes it.
+        """A new client for the connection, built by the provider's hook; the caller closes it.
 
         :raises ConfigurationError: the connection is malformed.
         """
         from marketkeeper.redis_client import RedisClient
 
         kwargs = self.client_kwargs()
-        url = kwargs.pop("url")
-        client = RedisClient(url, **kwargs)
+        self.redis = None  # the provider caches its client; each call here hands out a new one
+        raw = super().get_conn()
+        # The provider sets no timeouts; the pool has opened no connection yet, so every one gets these.
+        timeout = kwargs["socket_timeout"]
+        raw.connection_pool.connection_kwargs.update(socket_timeout=timeout, socket_connect_timeout=timeout)
+        client = RedisClient.from_redis(raw, prefix=kwargs["prefix"])
         self.log.info("Redis connection %s: %r", self.redis_conn_id, client)
         return client
-
-    def test_connection(self) -> tuple[bool, str]:
-        """Ping the server for the UI's *Test* button: ``(True, version and latency)`` or ``(False, why)``."""
-        try:
-            client = self.get_conn()
-        except MarketkeeperError as exc:
-            return False, str(exc)
-        try:
-            info = client.ping()
-        except MarketkeeperError as exc:
-            return False, str(exc)
-        finally:
-            client.close()
-        return True, f"Redis {info.version} answered in {info.latency_ms:.1f} ms"

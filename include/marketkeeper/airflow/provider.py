@@ -48,6 +48,15 @@ _REDIS_FIELDS: dict[str, Any] = {
         "schema": {"type": ["string", "null"], "default": "marketkeeper:"},
     },
     "ssl": {"label": "Use TLS (rediss://)", "schema": {"type": ["boolean", "null"], "default": False}},
+    # The TLS extras the Redis provider's hook reads (marketkeeper's RedisHook builds on it).
+    "ssl_cert_reqs": {
+        "label": "TLS verify mode",
+        "schema": {"type": ["string", "null"], "enum": ["required", "optional", "none", None], "default": "required"},
+    },
+    "ssl_ca_certs": {"label": "CA certificate path", "schema": {"type": ["string", "null"]}},
+    "ssl_certfile": {"label": "Client certificate path", "schema": {"type": ["string", "null"]}},
+    "ssl_keyfile": {"label": "Client private key path", "schema": {"type": ["string", "null"]}},
+    "ssl_check_hostname": {"label": "Check the server's host name", "schema": {"type": ["boolean", "null"]}},
     "socket_timeout": {
         "label": "Socket timeout (seconds)",
         "schema": {"type": ["number", "null"], "default": 5, "minimum": 0},
@@ -106,7 +115,10 @@ def get_provider_info() -> dict[str, Any]:
     return {
         "package-name": PACKAGE_NAME,
         "name": "marketkeeper",
-        "description": "Hooks for marketkeeper's stores (InfluxDB v1 HTTP API, Redis) and balance accounts.",
+        "description": (
+            "Hooks for marketkeeper's stores (InfluxDB v1 HTTP API, Redis on top of the Redis provider's hook) "
+            "and balance accounts."
+        ),
         "versions": [_version()],
         "integrations": [
             {"integration-name": "marketkeeper InfluxDB", "external-doc-url": "https://docs.influxdata.com/"},

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
@@ -12,9 +13,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
 import marketkeeper
-from marketkeeper.errors import ConfigurationError, MarketkeeperError
-from marketkeeper.ledger.engine import create_ledger_engine
-from marketkeeper.settings import get_settings, normalize_database_url
+from marketkeeper.errors import ConfigurationError, MarketkeeperError, StoreUnavailableError
+from marketkeeper.ledger.engine import create_ledger_engine, ledger_target
+from marketkeeper.settings import get_settings, normalize_database_url, redact
 
 
 class MigrationError(MarketkeeperError):
@@ -43,6 +44,9 @@ def alembic_config(url: str | None = None) -> Config:
     config = Config()
     config.set_main_option("script_location", str(migrations_dir()))
     resolved = normalize_database_url(url if url is not None else get_settings().ledger_url)
+    if resolved.startswith("postgresql") and "statement_timeout" not in resolved:
+        # A migration may rewrite a large table: no statement timeout (lock_timeout still bounds the waits).
+        resolved += ("&" if "?" in resolved else "?") + "statement_timeout=0"
     # ConfigParser interpolates '%': a percent-encoded password would otherwise be mangled.
     config.set_main_option("sqlalchemy.url", resolved.replace("%", "%%"))
     return config
@@ -50,7 +54,38 @@ def alembic_config(url: str | None = None) -> Config:
 
 def _target(url: str | None) -> str:
     resolved = url if url is not None else get_settings().ledger_url
-    return make_url(normalize_database_url(resolved)).render_as_string(hide_password=True)
+    try:
+        return ledger_target(make_url(normalize_database_url(resolved)))
+    except (sa.exc.ArgumentError, ValueError):
+        return "the configured ledger"
+
+
+def _unavailable(url: str | None, exc: sa.exc.DBAPIError) -> StoreUnavailableError:
+    """A one-line, password-free error for a ledger that refused or dropped the connection."""
+    resolved = url if url is not None else get_settings().ledger_url
+    lines = str(exc.orig if exc.orig is not None else exc).strip().splitlines()
+    cause = lines[0].strip() if lines else type(exc).__name__
+    try:
+        password = make_url(normalize_database_url(resolved)).password
+    except (sa.exc.ArgumentError, ValueError):
+        password = None
+    return StoreUnavailableError(f"ledger ({_target(url)})", redact(cause, [password, *get_settings().secrets]))
+
+
+def _probe(url: str | None) -> None:
+    """Open and close one connection, so that an unreachable ledger fails before Alembic starts.
+
+    :raises StoreUnavailableError: the ledger did not accept a connection.
+    :raises ConfigurationError: the URL is malformed or names an unsupported database.
+    """
+    engine = create_ledger_engine(url, poolclass=NullPool)
+    try:
+        with engine.connect():
+            pass
+    except sa.exc.DBAPIError as exc:
+        raise _unavailable(url, exc) from exc
+    finally:
+        engine.dispose()
 
 
 def upgrade(url: str | None = None, revision: str = "head") -> None:
@@ -59,7 +94,10 @@ def upgrade(url: str | None = None, revision: str = "head") -> None:
     :param url: the ledger's SQLAlchemy URL (default: the configured ledger).
     :param revision: an Alembic revision id, ``head``, or a relative step such as ``+1``.
     :raises MigrationError: Alembic does not know the revision or cannot plan the upgrade.
+    :raises StoreUnavailableError: the ledger cannot be reached (one line, no password).
+    :raises ConfigurationError: the URL is malformed or names an unsupported database.
     """
+    _probe(url)
     try:
         command.upgrade(alembic_config(url), revision)
     except CommandError as exc:
@@ -83,10 +121,16 @@ def current(url: str | None = None) -> str | None:
     """The revision the ledger at ``url`` is at, or ``None`` when it was never migrated.
 
     :param url: the ledger's SQLAlchemy URL (default: the configured ledger).
+    :raises StoreUnavailableError: the ledger cannot be reached (one line, no password).
+    :raises ConfigurationError: the URL is malformed or names an unsupported database.
     """
     engine = create_ledger_engine(url, poolclass=NullPool)
     try:
-        with engine.connect() as connection:
+        try:
+            connection = engine.connect()
+        except sa.exc.DBAPIError as exc:
+            raise _unavailable(url, exc) from exc
+        with connection:
             return MigrationContext.configure(connection).get_current_revision()
     finally:
         engine.dispose()
