@@ -2,7 +2,8 @@
 
 Deterministic for a seed, and idempotent: the bot remembers the seed, trade count and last day it was seeded
 with (``config["demo"]``), trade ids are derived from them, and the snapshots of the seeded range are replaced,
-so running it again adds nothing.
+so running it again adds nothing. Everything goes through the caller's unit of work; seeding and rolling the
+bot up end to end is the use case :func:`marketkeeper.services.demo.seed_demo` (``marketkeeper demo-seed``).
 """
 
 from __future__ import annotations
@@ -14,15 +15,12 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
-import sqlalchemy as sa
 
 from marketkeeper.balances import paper_balances
 
 if TYPE_CHECKING:
-    from sqlalchemy.engine import Engine
-    from sqlalchemy.orm import Session
-
     from marketkeeper.ledger import BotInstance
+    from marketkeeper.repositories import Repositories
 
 DEMO_USERNAME: Final = "demo"
 DEMO_BOT_NAME: Final = "demo-paper"
@@ -48,9 +46,6 @@ class DemoSeed:
     trades_added: int
     trades_total: int
     snapshots: int
-
-    def as_dict(self) -> dict[str, Any]:
-        return {k: str(v) if isinstance(v, uuid.UUID | date) else v for k, v in self.__dict__.items()}
 
 
 def _quantize(value: float, places: str) -> Decimal:
@@ -103,93 +98,75 @@ def synthetic_trades(
     return rows
 
 
-def _demo_bot(session: Session, *, n_trades: int, seed: int, last_day: date) -> BotInstance:
-    from marketkeeper.ledger import BotInstance, User
-
-    user = session.scalars(sa.select(User).where(User.username == DEMO_USERNAME)).first()
-    if user is None:
-        user = User(username=DEMO_USERNAME, email="demo@example.com", password_hash=_NO_LOGIN)
-        session.add(user)
-        session.flush()
-    bot = session.scalars(
-        sa.select(BotInstance).where(BotInstance.user_id == user.id, BotInstance.name == DEMO_BOT_NAME)
-    ).first()
-    if bot is None:
-        bot = BotInstance(
-            name=DEMO_BOT_NAME,
-            user_id=user.id,
-            strategy_type="demo",
-            exchange=DEMO_EXCHANGE,
-            config={
-                "quote_currency": DEMO_CURRENCY,
-                "demo": {"seed": seed, "n_trades": n_trades, "last_day": last_day.isoformat()},
-            },
-        )
-        session.add(bot)
-        session.flush()
+def _demo_bot(repos: Repositories, *, n_trades: int, seed: int, last_day: date) -> BotInstance:
+    user, _ = repos.users.get_or_create(DEMO_USERNAME, email="demo@example.com", password_hash=_NO_LOGIN)
+    bot, _ = repos.bots.get_or_create(
+        user.id,
+        DEMO_BOT_NAME,
+        strategy_type="demo",
+        exchange=DEMO_EXCHANGE,
+        config={
+            "quote_currency": DEMO_CURRENCY,
+            "demo": {"seed": seed, "n_trades": n_trades, "last_day": last_day.isoformat()},
+        },
+    )
     return bot
 
 
-def seed_paper_bot(engine: Engine, *, n_trades: int = 300, seed: int = 7, last_day: date | None = None) -> DemoSeed:
+def seed_paper_bot(
+    repos: Repositories, *, n_trades: int = 300, seed: int = 7, last_day: date | None = None
+) -> DemoSeed:
     """Create (or complete) the demo user, its paper bot, the bot's trades and its hourly balance snapshots.
 
     A bot seeded before keeps its original seed, trade count and days: the arguments only shape a new bot.
 
-    :param engine: the ledger (migrated).
+    :param repos: the unit of work over the ledger (migrated).
     :param n_trades: fills to create (at least 2); they span ``max(7, n_trades // 10)`` days.
     :param seed: the random seed.
     :param last_day: the last seeded day (UTC); default yesterday, so the day is complete.
+    :raises ValueError: ``n_trades`` is below 2.
     """
-    from marketkeeper.balances import write_snapshot
-    from marketkeeper.ledger import BalanceSnapshot, Trade, session_scope
-
     if n_trades < 2:
         raise ValueError(f"n_trades must be at least 2 (one round trip), got {n_trades}")
     default_last = datetime.now(UTC).date() - timedelta(days=1)
-    with session_scope(engine) as session:
-        bot = _demo_bot(session, n_trades=n_trades, seed=seed, last_day=last_day or default_last)
-        params = bot.config["demo"]
-        n_trades, seed = int(params["n_trades"]), int(params["seed"])
-        last = date.fromisoformat(params["last_day"])
-        days = max(7, n_trades // 10)
-        first = last - timedelta(days=days - 1)
-        trades = synthetic_trades(bot.id, n_trades=n_trades, seed=seed, first_day=first, days=days)
+    bot = _demo_bot(repos, n_trades=n_trades, seed=seed, last_day=last_day or default_last)
+    params = bot.config["demo"]
+    n_trades, seed = int(params["n_trades"]), int(params["seed"])
+    last = date.fromisoformat(params["last_day"])
+    days = max(7, n_trades // 10)
+    first = last - timedelta(days=days - 1)
+    trades = synthetic_trades(bot.id, n_trades=n_trades, seed=seed, first_day=first, days=days)
 
-        existing = set(session.scalars(sa.select(Trade.id).where(Trade.bot_id == bot.id)))
-        missing = [row for row in trades if row["id"] not in existing]
-        if missing:
-            session.execute(sa.insert(Trade), missing)
+    existing = repos.trades.ids_by_bot(bot.id)
+    missing = [row for row in trades if row["id"] not in existing]
+    repos.trades.bulk_create(missing)
 
-        # Hourly snapshots stamped at each hour's end, from the trades before that instant: what the
-        # balance_snapshots DAG would have recorded for a paper account with the same starting capital. The
-        # first, at the first day's midnight, is the starting capital: the base of the first day's return.
-        start_at = datetime.combine(first, time(), tzinfo=UTC)
-        session.execute(
-            sa.delete(BalanceSnapshot).where(
-                BalanceSnapshot.user_id == bot.user_id,
-                BalanceSnapshot.exchange == DEMO_EXCHANGE,
-                BalanceSnapshot.timestamp >= start_at,
-                BalanceSnapshot.timestamp <= start_at + timedelta(days=days),
-            )
+    # Hourly snapshots stamped at each hour's end, from the trades before that instant: what the
+    # balance_snapshots DAG would have recorded for a paper account with the same starting capital. The
+    # first, at the first day's midnight, is the starting capital: the base of the first day's return.
+    start_at = datetime.combine(first, time(), tzinfo=UTC)
+    end_at = start_at + timedelta(days=days)
+    repos.balances.delete_between(bot.user_id, DEMO_EXCHANGE, start=start_at, end=end_at)
+    done: list[tuple[str, Decimal | None, Decimal]] = []
+    position = 0
+    rows: list[dict[str, Any]] = []
+    for hour in range(days * 24 + 1):
+        at = start_at + timedelta(hours=hour)
+        while position < len(trades) and trades[position]["timestamp"] < at:
+            row = trades[position]
+            done.append((row["symbol"], row["pnl"], row["fee"]))
+            position += 1
+        rows.extend(
+            {"user_id": bot.user_id, "exchange": DEMO_EXCHANGE, "timestamp": at, **balance.row()}
+            for balance in paper_balances({DEMO_CURRENCY: STARTING_CAPITAL}, done)
         )
-        done: list[tuple[str, Decimal | None, Decimal]] = []
-        position = 0
-        snapshots = 0
-        for hour in range(days * 24 + 1):
-            at = start_at + timedelta(hours=hour)
-            while position < len(trades) and trades[position]["timestamp"] < at:
-                row = trades[position]
-                done.append((row["symbol"], row["pnl"], row["fee"]))
-                position += 1
-            balances = paper_balances({DEMO_CURRENCY: STARTING_CAPITAL}, done)
-            snapshots += write_snapshot(session, user_id=bot.user_id, exchange=DEMO_EXCHANGE, at=at, balances=balances)
-        total = session.scalar(sa.select(sa.func.count()).select_from(Trade).where(Trade.bot_id == bot.id))
-        return DemoSeed(
-            user_id=bot.user_id,
-            bot_id=bot.id,
-            first_day=first,
-            last_day=last,
-            trades_added=len(missing),
-            trades_total=int(total or 0),
-            snapshots=snapshots,
-        )
+    snapshots = repos.balances.bulk_create(rows)
+    return DemoSeed(
+        user_id=bot.user_id,
+        bot_id=bot.id,
+        first_day=first,
+        last_day=last,
+        trades_added=len(missing),
+        trades_total=len(existing) + len(missing),
+        snapshots=len(snapshots),
+    )

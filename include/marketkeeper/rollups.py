@@ -20,6 +20,9 @@ What a row holds, and over which data:
 
 A day without trades still gets a row (zero counts). Re-running a day replaces its row (upsert on
 ``(bot_id, metric_date)``); the InfluxDB points (measurement ``performance``) overwrite themselves too.
+
+Everything here reads and writes through the caller's unit of work (:mod:`marketkeeper.repositories`); rolling
+a bot up end to end is the use case :func:`marketkeeper.services.rollups.rollup_bot`.
 """
 
 from __future__ import annotations
@@ -34,19 +37,17 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Final
 
 import pandas as pd
-import sqlalchemy as sa
 
 from marketkeeper.balances import settlement_currency
 from marketkeeper.errors import ConfigurationError, MarketkeeperError
 from marketkeeper.metrics import RiskFigures, daily_equity, daily_returns, risk_figures
+from marketkeeper.repositories.bots import AmbiguousBotNameError
+from marketkeeper.repositories.errors import NotFoundError
 from marketkeeper.repositories.statistics import TradeStatistics, trade_statistics
 
 if TYPE_CHECKING:
-    from sqlalchemy.engine import Engine
-    from sqlalchemy.orm import Session
-
-    from marketkeeper.influxdb import InfluxDBClient
-    from marketkeeper.ledger import BotInstance, PerformanceMetrics
+    from marketkeeper.ledger import BotInstance
+    from marketkeeper.repositories import Repositories
 
 log = logging.getLogger(__name__)
 
@@ -135,45 +136,27 @@ class DayRollup:
 # --- reading ---------------------------------------------------------------------------------------------
 
 
-def resolve_bot(session: Session, ref: str | uuid.UUID) -> BotInstance:
+def resolve_bot(repos: Repositories, ref: str | uuid.UUID) -> BotInstance:
     """The bot with id ``ref``, or else the only bot named ``ref``.
 
     :raises BotNotFoundError: no bot, or several bots of different users, have that name.
     """
-    from marketkeeper.ledger import BotInstance
-
     try:
-        bot_id = ref if isinstance(ref, uuid.UUID) else uuid.UUID(str(ref))
-    except ValueError:
-        bots = session.scalars(sa.select(BotInstance).where(BotInstance.name == str(ref))).all()
-        if len(bots) != 1:
-            detail = "no bot has" if not bots else f"{len(bots)} bots (of different users) have"
-            raise BotNotFoundError(f"{detail} the name {ref!r}; pass the bot's id") from None
-        return bots[0]
-    bot = session.get(BotInstance, bot_id)
-    if bot is None:
-        raise BotNotFoundError(f"no bot has the id {bot_id}")
-    return bot
+        return repos.bots.resolve(ref)
+    except AmbiguousBotNameError as exc:
+        detail = f"{exc.count} bots (of different users) have"
+        raise BotNotFoundError(f"{detail} the name {ref!r}; pass the bot's id") from None
+    except NotFoundError as exc:
+        if exc.field == "name":
+            raise BotNotFoundError(f"no bot has the name {ref!r}; pass the bot's id") from None
+        raise BotNotFoundError(f"no bot has the id {exc.key}") from None
 
 
-def _executed() -> sa.ColumnElement[bool]:
-    from marketkeeper.ledger import Trade, TradeStatus
-
-    return Trade.status.in_((TradeStatus.FILLED, TradeStatus.PARTIALLY_FILLED))
-
-
-def _equity_currency(session: Session, bot: BotInstance, until: datetime) -> str | None:
-    from marketkeeper.ledger import Trade
-
+def _equity_currency(repos: Repositories, bot: BotInstance, until: datetime) -> str | None:
     configured = (bot.config or {}).get("quote_currency")
     if configured:
         return str(configured).upper()
-    symbol = session.scalar(
-        sa.select(Trade.symbol)
-        .where(Trade.bot_id == bot.id, _executed(), Trade.timestamp < until)
-        .order_by(Trade.timestamp.desc())
-        .limit(1)
-    )
+    symbol = repos.trades.latest_executed_symbol(bot.id, before=until)
     if symbol is None:
         return None
     try:
@@ -183,63 +166,39 @@ def _equity_currency(session: Session, bot: BotInstance, until: datetime) -> str
 
 
 def _equity_samples(
-    session: Session, bot: BotInstance, currency: str, lower: datetime | None, upper: datetime
+    repos: Repositories, bot: BotInstance, currency: str, lower: datetime | None, upper: datetime
 ) -> pd.Series:
     """Total balances of ``currency`` in ``(lower, upper]``, plus the last one at or before ``lower``."""
-    from marketkeeper.ledger import BalanceSnapshot
-
-    account = (
-        BalanceSnapshot.user_id == bot.user_id,
-        BalanceSnapshot.exchange == bot.exchange,
-        BalanceSnapshot.currency == currency,
-    )
-    query = sa.select(BalanceSnapshot.timestamp, BalanceSnapshot.total_balance).where(
-        *account, BalanceSnapshot.timestamp <= upper
-    )
-    rows = list(session.execute(query.where(BalanceSnapshot.timestamp > lower) if lower else query).all())
-    if lower is not None:
-        carried = session.execute(
-            sa.select(BalanceSnapshot.timestamp, BalanceSnapshot.total_balance)
-            .where(*account, BalanceSnapshot.timestamp <= lower)
-            .order_by(BalanceSnapshot.timestamp.desc())
-            .limit(1)
-        ).first()
-        if carried is not None:
-            rows.append(carried)
-    rows.sort(key=lambda r: r[0])
+    rows = repos.balances.total_series(bot.user_id, bot.exchange, currency, since=lower, until=upper)
     return pd.Series([r[1] for r in rows], index=pd.DatetimeIndex([r[0] for r in rows], tz="UTC"), dtype=object)
 
 
 def compute_rollups(
-    session: Session, bot: BotInstance, days: Sequence[date], *, window_days: int | None = DEFAULT_WINDOW_DAYS
+    repos: Repositories, bot: BotInstance, days: Sequence[date], *, window_days: int | None = DEFAULT_WINDOW_DAYS
 ) -> list[DayRollup]:
     """The figures of ``bot`` for each of ``days`` (consecutive, ascending), without writing anything.
 
+    :raises ConfigurationError: no days, or a window shorter than a day.
     :raises RollupError: the ledger holds a trade whose symbol has no settlement currency.
     """
-    from marketkeeper.ledger import Trade
-
     if window_days is not None and window_days < 1:
         raise ConfigurationError(f"window_days must be at least 1, got {window_days}")
+    if not days:
+        raise ConfigurationError(f"bot {bot.name} ({bot.id}): no days to roll up")
     first, last = days[0], days[-1]
     start_at, end_at = _midnight(first), _midnight(last + timedelta(days=1))
-    trades = session.execute(
-        sa.select(Trade.timestamp, Trade.pnl, Trade.fee).where(
-            Trade.bot_id == bot.id, _executed(), Trade.timestamp >= start_at, Trade.timestamp < end_at
-        )
-    ).all()
     by_day: dict[date, list[tuple[Decimal | None, Decimal]]] = defaultdict(list)
-    for timestamp, pnl, fee in trades:
-        by_day[timestamp.astimezone(UTC).date()].append((pnl, fee))
+    for trade in repos.trades.executed(bot.id, start=start_at, end=end_at):
+        by_day[trade.timestamp.astimezone(UTC).date()].append((trade.pnl, trade.fee))
 
-    currency = _equity_currency(session, bot, end_at)
+    currency = _equity_currency(repos, bot, end_at)
     samples = pd.Series(dtype=object)
     equity = pd.Series(dtype=float)
     if currency is not None:
         # The first day's window needs the closing equity of the day window_days before it: the last
         # snapshot at or before the window's first midnight is carried in for that.
         lower = _midnight(first - timedelta(days=window_days - 1)) if window_days else None
-        samples = _equity_samples(session, bot, currency, lower, end_at)
+        samples = _equity_samples(repos, bot, currency, lower, end_at)
         equity = daily_equity(samples)
 
     rollups = []
@@ -270,35 +229,7 @@ def compute_rollups(
     return rollups
 
 
-# --- writing ---------------------------------------------------------------------------------------------
-
-
-def upsert_rollups(session: Session, rollups: Iterable[DayRollup]) -> int:
-    """Insert or replace the ``performance_metrics`` rows of ``rollups``; returns how many were written."""
-    from sqlalchemy.dialects import postgresql, sqlite
-
-    from marketkeeper.ledger import PerformanceMetrics, utcnow
-
-    now = utcnow()
-    rows = [{"id": uuid.uuid4(), "created_at": now, **r.row()} for r in rollups]
-    if not rows:
-        return 0
-    dialect = session.get_bind().dialect.name
-    keep = ("id", "bot_id", "metric_date")
-    if dialect == "postgresql":
-        pg = postgresql.insert(PerformanceMetrics)
-        upsert: sa.Executable = pg.on_conflict_do_update(
-            index_elements=["bot_id", "metric_date"], set_={k: pg.excluded[k] for k in rows[0] if k not in keep}
-        )
-    elif dialect == "sqlite":
-        lite = sqlite.insert(PerformanceMetrics)
-        upsert = lite.on_conflict_do_update(
-            index_elements=["bot_id", "metric_date"], set_={k: lite.excluded[k] for k in rows[0] if k not in keep}
-        )
-    else:
-        raise ConfigurationError(f"rollups need PostgreSQL or SQLite, not {dialect}")
-    session.execute(upsert, rows)
-    return len(rows)
+# --- InfluxDB ----------------------------------------------------------------------------------------------
 
 
 def performance_lines(rollups: Iterable[DayRollup]) -> list[str]:
@@ -316,67 +247,3 @@ def performance_lines(rollups: Iterable[DayRollup]) -> list[str]:
         tags = {"bot_id": str(rollup.bot_id), "bot": rollup.bot_name, "currency": rollup.equity_currency or ""}
         lines.append(Point(PERFORMANCE_MEASUREMENT, fields, tags, _midnight(rollup.metric_date)).to_line())
     return lines
-
-
-def rollup_bot(
-    engine: Engine,
-    bot: str | uuid.UUID,
-    start: date,
-    end: date,
-    *,
-    window_days: int | None = DEFAULT_WINDOW_DAYS,
-    influxdb: InfluxDBClient | None = None,
-) -> list[DayRollup]:
-    """Roll up ``bot`` for every day from ``start`` to ``end`` (both included) into the ledger, and InfluxDB.
-
-    :param engine: the ledger.
-    :param bot: the bot's id, or its name when that is unique.
-    :param start: the first day (UTC).
-    :param end: the last day (UTC), included.
-    :param window_days: days of returns behind the risk figures; ``None`` for all history.
-    :param influxdb: also write measurement ``performance`` there.
-    :raises BotNotFoundError: no such bot.
-    :raises ConfigurationError: a malformed range or window.
-    """
-    from marketkeeper.ledger import session_scope
-
-    days = days_between(start, end)
-    with session_scope(engine) as session:
-        found = resolve_bot(session, bot)
-        rollups = compute_rollups(session, found, days, window_days=window_days)
-        upsert_rollups(session, rollups)
-    if influxdb is not None:
-        influxdb.write_lines(performance_lines(rollups))
-    log.info("bot %s (%s): rolled up %d days %s..%s", found.name, found.id, len(rollups), start, end)
-    return rollups
-
-
-def list_bot_ids(engine: Engine, refs: Sequence[str] = ()) -> list[str]:
-    """The ids of the bots ``refs`` name (ids or unique names), or of every bot when ``refs`` is empty.
-
-    :raises BotNotFoundError: a ref matches no bot.
-    """
-    from marketkeeper.ledger import BotInstance, session_scope
-
-    with session_scope(engine) as session:
-        if refs:
-            return [str(resolve_bot(session, ref.strip()).id) for ref in refs if ref.strip()]
-        return [str(i) for i in session.scalars(sa.select(BotInstance.id).order_by(BotInstance.created_at))]
-
-
-def latest_performance(session: Session, bot_id: uuid.UUID) -> PerformanceMetrics:
-    """The bot's most recent ``performance_metrics`` row.
-
-    :raises RollupError: the bot was never rolled up.
-    """
-    from marketkeeper.ledger import PerformanceMetrics
-
-    row = session.scalars(
-        sa.select(PerformanceMetrics)
-        .where(PerformanceMetrics.bot_id == bot_id)
-        .order_by(PerformanceMetrics.metric_date.desc())
-        .limit(1)
-    ).first()
-    if row is None:
-        raise RollupError(f"bot {bot_id} has no performance rows: run `marketkeeper rollup` first")
-    return row

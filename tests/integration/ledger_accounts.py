@@ -1,4 +1,5 @@
-"""Helpers of the balance and rollup tests: a migrated ledger on each backend, users, bots and trades.
+"""Helpers of the balance and rollup tests: a migrated ledger on each backend, its store config, users, bots
+and trades.
 
 On PostgreSQL the tests share the session's test database, so every row a test makes hangs off a user it
 created, and :class:`Owners` deletes those users' rows afterwards.
@@ -7,7 +8,7 @@ created, and :class:`Owners` deletes those users' rows afterwards.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
@@ -16,6 +17,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from marketkeeper.influxdb import InfluxDBClient
 from marketkeeper.ledger import (
     BalanceSnapshot,
     BotInstance,
@@ -29,6 +31,7 @@ from marketkeeper.ledger import (
     migrate,
     session_scope,
 )
+from marketkeeper.store_set import StoreConfig
 
 
 class Owners:
@@ -149,3 +152,9 @@ def open_owners(engine: Engine) -> Iterator[Owners]:
     made = Owners(engine)
     yield made
     made.cleanup()
+
+
+def ledger_config(engine: Engine, *, influxdb: Callable[[], InfluxDBClient] | None = None) -> StoreConfig:
+    """The :class:`StoreConfig` of the ledger behind ``engine`` (and an InfluxDB, when given), as the service
+    functions take it."""
+    return StoreConfig(ledger_url=engine.url.render_as_string(hide_password=False), influxdb=influxdb)

@@ -1,4 +1,5 @@
-"""Balance snapshots on the real ledgers (PostgreSQL and SQLite) and InfluxDB: paper and exchange accounts."""
+"""Balance snapshots on the real ledgers (PostgreSQL and SQLite) and InfluxDB, through the service the
+``balance_snapshots`` DAG calls: paper and exchange accounts."""
 
 from __future__ import annotations
 
@@ -13,16 +14,13 @@ import ccxt
 import pytest
 from sqlalchemy.engine import Engine
 
-from marketkeeper.balances import (
-    Account,
-    AccountKind,
-    BalanceError,
-    BalanceFetchError,
-    snapshot_account,
-)
+from marketkeeper.balances import Account, AccountKind, BalanceError, BalanceFetchError
 from marketkeeper.influxdb import InfluxDBClient
 from marketkeeper.ledger import TradeStatus
-from tests.integration.ledger_accounts import Owners, open_ledger, open_owners
+from marketkeeper.services.balances import snapshot_account
+from marketkeeper.store_set import StoreConfig
+from tests.conftest import INFLUXDB_TEST_DB, INFLUXDB_TEST_URL
+from tests.integration.ledger_accounts import Owners, ledger_config, open_ledger, open_owners
 
 pytestmark = pytest.mark.integration
 
@@ -58,6 +56,11 @@ def owners(ledger: Engine) -> Iterator[Owners]:
     yield from open_owners(ledger)
 
 
+@pytest.fixture
+def config(ledger: Engine) -> StoreConfig:
+    return ledger_config(ledger)
+
+
 def _paper(bot_id: uuid.UUID, capital: Mapping[str, str] | None = None) -> Account:
     return Account.from_connection_fields(
         "paper_test",
@@ -83,7 +86,9 @@ def _recent(minutes_ago: int = 0) -> datetime:
 # --- paper accounts --------------------------------------------------------------------------------------
 
 
-def test_paper_snapshot_is_capital_plus_pnl_minus_fees_per_settlement_currency(ledger: Engine, owners: Owners) -> None:
+def test_paper_snapshot_is_capital_plus_pnl_minus_fees_per_settlement_currency(
+    config: StoreConfig, owners: Owners
+) -> None:
     user_id, bot_id = owners.bot(exchange="paper-grid")
     at = datetime(2024, 3, 1, 12, tzinfo=UTC)
     owners.trade(bot_id, at - 3 * HOUR, pnl=None, fee="1.5")  # an opening fill: its fee counts
@@ -93,7 +98,7 @@ def test_paper_snapshot_is_capital_plus_pnl_minus_fees_per_settlement_currency(l
     owners.trade(bot_id, at - HOUR, pnl="999", status=TradeStatus.CANCELLED)  # never executed
     owners.trade(bot_id, at, pnl="1000")  # belongs to the next interval
 
-    report = snapshot_account(_paper(bot_id), at, engine=ledger)
+    report = snapshot_account(config, _paper(bot_id), at)
 
     assert (report.user_id, report.exchange, report.timestamp) == (user_id, "paper-grid", at)
     assert owners.snapshots(user_id) == [
@@ -102,19 +107,19 @@ def test_paper_snapshot_is_capital_plus_pnl_minus_fees_per_settlement_currency(l
     ]
 
 
-def test_rerunning_a_paper_snapshot_replaces_that_instant(ledger: Engine, owners: Owners) -> None:
+def test_rerunning_a_paper_snapshot_replaces_that_instant(config: StoreConfig, owners: Owners) -> None:
     user_id, bot_id = owners.bot()
     at = datetime(2024, 3, 1, 12, tzinfo=UTC)
     owners.trade(bot_id, at - HOUR, pnl="10", fee="1")
-    snapshot_account(_paper(bot_id), at - HOUR, engine=ledger)  # an earlier instant, left alone
-    snapshot_account(_paper(bot_id), at, engine=ledger)
+    snapshot_account(config, _paper(bot_id), at - HOUR)  # an earlier instant, left alone
+    snapshot_account(config, _paper(bot_id), at)
     first = owners.snapshots(user_id)
 
-    snapshot_account(_paper(bot_id), at, engine=ledger)
+    snapshot_account(config, _paper(bot_id), at)
     assert owners.snapshots(user_id) == first  # exactly as running it once
 
     owners.trade(bot_id, at - 2 * HOUR, pnl="-4", fee="0")  # a late-booked trade, then a re-run
-    snapshot_account(_paper(bot_id), at, engine=ledger)
+    snapshot_account(config, _paper(bot_id), at)
 
     assert owners.snapshots(user_id) == [
         ("paper", "USDT", at - HOUR, D(10_000), D(10_000), D(0)),
@@ -122,16 +127,18 @@ def test_rerunning_a_paper_snapshot_replaces_that_instant(ledger: Engine, owners
     ]
 
 
-def test_paper_account_of_a_missing_bot_fails_naming_it(ledger: Engine) -> None:
+def test_paper_account_of_a_missing_bot_fails_naming_it(config: StoreConfig) -> None:
     missing = uuid.uuid4()
     with pytest.raises(BalanceError, match=str(missing)):
-        snapshot_account(_paper(missing), datetime(2024, 3, 1, tzinfo=UTC), engine=ledger)
+        snapshot_account(config, _paper(missing), datetime(2024, 3, 1, tzinfo=UTC))
 
 
 # --- exchange accounts (a fake ccxt exchange: no live exchange is reachable) ------------------------------
 
 
-def test_exchange_snapshot_records_total_free_used_and_zeroes_what_was_held(ledger: Engine, owners: Owners) -> None:
+def test_exchange_snapshot_records_total_free_used_and_zeroes_what_was_held(
+    config: StoreConfig, owners: Owners
+) -> None:
     user_id = owners.user()
     first_at, second_at = _recent(30), _recent(0)
     fake = FakeBalanceExchange(
@@ -143,8 +150,8 @@ def test_exchange_snapshot_records_total_free_used_and_zeroes_what_was_held(ledg
         {"total": {"USDT": 3100.0}, "free": {"USDT": 3000.0}, "used": {}},  # BTC sold since
     )
 
-    report = snapshot_account(_exchange(user_id), first_at, engine=ledger, client=fake)
-    snapshot_account(_exchange(user_id), second_at, engine=ledger, client=fake)
+    report = snapshot_account(config, _exchange(user_id), first_at, exchange_client=fake)
+    snapshot_account(config, _exchange(user_id), second_at, exchange_client=fake)
 
     assert [b.currency for b in report.balances] == ["BTC", "USDT"]  # zero balances are not recorded
     assert owners.snapshots(user_id) == [
@@ -156,7 +163,7 @@ def test_exchange_snapshot_records_total_free_used_and_zeroes_what_was_held(ledg
     ]
 
 
-def test_rerunning_an_exchange_snapshot_replaces_it(ledger: Engine, owners: Owners) -> None:
+def test_rerunning_an_exchange_snapshot_replaces_it(config: StoreConfig, owners: Owners) -> None:
     user_id = owners.user()
     at = _recent()
     fake = FakeBalanceExchange(
@@ -164,13 +171,13 @@ def test_rerunning_an_exchange_snapshot_replaces_it(ledger: Engine, owners: Owne
         {"total": {"BTC": 1.5}, "free": {"BTC": 1.5}, "used": {}},
     )
 
-    snapshot_account(_exchange(user_id), at, engine=ledger, client=fake)
-    snapshot_account(_exchange(user_id), at, engine=ledger, client=fake)
+    snapshot_account(config, _exchange(user_id), at, exchange_client=fake)
+    snapshot_account(config, _exchange(user_id), at, exchange_client=fake)
 
     assert owners.snapshots(user_id) == [("binance", "BTC", at, D("1.5"), D("1.5"), D(0))]
 
 
-def test_exchange_errors_are_typed_and_never_carry_the_keys(ledger: Engine, owners: Owners) -> None:
+def test_exchange_errors_are_typed_and_never_carry_the_keys(config: StoreConfig, owners: Owners) -> None:
     user_id = owners.user()
     leak = ccxt.AuthenticationError(
         f'binance GET https://api.binance.com/api/v3/account?timestamp=1&signature=deadbeef {{"key": "{API_KEY}"}}'
@@ -178,7 +185,7 @@ def test_exchange_errors_are_typed_and_never_carry_the_keys(ledger: Engine, owne
     fake = FakeBalanceExchange(leak)
 
     with pytest.raises(BalanceFetchError) as caught:
-        snapshot_account(_exchange(user_id), _recent(), engine=ledger, client=fake)
+        snapshot_account(config, _exchange(user_id), _recent(), exchange_client=fake)
 
     message = str(caught.value)
     assert "binance_main" in message and "AuthenticationError" in message
@@ -187,16 +194,16 @@ def test_exchange_errors_are_typed_and_never_carry_the_keys(ledger: Engine, owne
     assert owners.snapshots(user_id) == []
 
 
-def test_an_exchange_account_cannot_be_backfilled(ledger: Engine, owners: Owners) -> None:
+def test_an_exchange_account_cannot_be_backfilled(config: StoreConfig, owners: Owners) -> None:
     user_id = owners.user()
     fake = FakeBalanceExchange({"total": {"BTC": 1.0}})
 
     with pytest.raises(BalanceError, match="present balances only"):
-        snapshot_account(_exchange(user_id), _recent(180), engine=ledger, client=fake)
+        snapshot_account(config, _exchange(user_id), _recent(180), exchange_client=fake)
     assert fake.calls == 0
 
 
-def test_currencies_filter_keeps_only_the_listed_ones(ledger: Engine, owners: Owners) -> None:
+def test_currencies_filter_keeps_only_the_listed_ones(config: StoreConfig, owners: Owners) -> None:
     user_id = owners.user()
     account = Account.from_connection_fields(
         "only_btc",
@@ -206,7 +213,7 @@ def test_currencies_filter_keeps_only_the_listed_ones(ledger: Engine, owners: Ow
     )
     fake = FakeBalanceExchange({"total": {"BTC": 1.0, "ETH": 2.0}})
 
-    snapshot_account(account, _recent(), engine=ledger, client=fake)
+    snapshot_account(config, account, _recent(), exchange_client=fake)
 
     assert [row[1] for row in owners.snapshots(user_id)] == ["BTC"]
 
@@ -218,12 +225,13 @@ def test_currencies_filter_keeps_only_the_listed_ones(ledger: Engine, owners: Ow
 def test_snapshot_also_goes_to_influxdb_and_a_rerun_overwrites_it(
     ledger: Engine, owners: Owners, influxdb_client: InfluxDBClient
 ) -> None:
+    influx_config = ledger_config(ledger, influxdb=lambda: InfluxDBClient(INFLUXDB_TEST_URL, database=INFLUXDB_TEST_DB))
     user_id, bot_id = owners.bot()
     at = datetime(2024, 3, 1, 12, tzinfo=UTC)
     owners.trade(bot_id, at - HOUR, pnl="12.5", fee="0.5")
 
-    report = snapshot_account(_paper(bot_id), at, engine=ledger, influxdb=influxdb_client)
-    snapshot_account(_paper(bot_id), at, engine=ledger, influxdb=influxdb_client)
+    report = snapshot_account(influx_config, _paper(bot_id), at)
+    snapshot_account(influx_config, _paper(bot_id), at)
 
     assert report.influxdb_points == 1
     series = influxdb_client.query(

@@ -41,6 +41,7 @@ from marketkeeper.repositories import (
     trade_statistics,
     unit_of_work,
 )
+from marketkeeper.repositories.bots import AmbiguousBotNameError
 
 pytestmark = pytest.mark.integration
 
@@ -708,6 +709,178 @@ def test_performance_metrics_by_bot_over_inclusive_days(repos: Repositories) -> 
         repos.performance.by_bot(bot.id, start=T0)
     with pytest.raises(ValidationError, match="must not be negative"):
         repos.performance.create(bot_id=bot.id, metric_date=date(2024, 3, 9), total_trades=-1)
+
+
+def _balance_row(currency: str, total: str, locked: str = "0") -> dict[str, Any]:
+    return {
+        "currency": currency,
+        "total_balance": Decimal(total),
+        "available_balance": Decimal(total) - Decimal(locked),
+        "locked_balance": Decimal(locked),
+    }
+
+
+def test_replacing_a_snapshot_instant_drops_currencies_no_longer_held(repos: Repositories) -> None:
+    user = make_user(repos)
+    repos.balances.replace_at(user.id, "binance", T0 - DAY, [_balance_row("USDT", "5")])  # another instant
+    repos.balances.replace_at(user.id, "binance", T0, [_balance_row("BTC", "1", "0.25"), _balance_row("USDT", "9")])
+    repos.balances.replace_at(user.id, "kraken", T0, [_balance_row("EUR", "3")])  # another account
+
+    written = repos.balances.replace_at(user.id, "binance", T0, [_balance_row("USDT", "10")])
+
+    assert [(s.currency, s.total_balance, s.timestamp) for s in written] == [("USDT", Decimal(10), T0)]
+    history = repos.balances.history(user.id, exchange="binance")
+    assert [(s.timestamp, s.currency, s.total_balance) for s in history] == [
+        (T0 - DAY, "USDT", Decimal(5)),
+        (T0, "USDT", Decimal(10)),
+    ]
+    assert repos.balances.currencies_before(user.id, "binance", T0) == {"USDT"}
+    assert repos.balances.currencies_before(user.id, "binance", T0 - DAY) == set()
+
+
+def test_replace_at_validates_every_row_before_deleting(repos: Repositories) -> None:
+    user = make_user(repos)
+    repos.balances.replace_at(user.id, "binance", T0, [_balance_row("USDT", "9")])
+
+    with pytest.raises(ValidationError, match="floats are inexact"):
+        repos.balances.replace_at(user.id, "binance", T0, [{**_balance_row("BTC", "1"), "total_balance": 1.5}])
+    with pytest.raises(ValidationError, match="naive"):
+        repos.balances.replace_at(user.id, "binance", T0.replace(tzinfo=None), [])
+    with pytest.raises(NotFoundError):
+        repos.balances.replace_at(uuid.uuid4(), "binance", T0, [])
+    assert [s.currency for s in repos.balances.history(user.id)] == ["USDT"]
+
+
+def test_deleting_snapshots_between_two_instants_includes_both(repos: Repositories) -> None:
+    user = make_user(repos)
+    for hour in range(4):
+        repos.balances.replace_at(user.id, "paper", T0 + timedelta(hours=hour), [_balance_row("USDT", "1")])
+
+    assert (
+        repos.balances.delete_between(user.id, "paper", start=T0 + timedelta(hours=1), end=T0 + timedelta(hours=2)) == 2
+    )
+    assert [s.timestamp for s in repos.balances.history(user.id)] == [T0, T0 + timedelta(hours=3)]
+    with pytest.raises(ValidationError, match="after end"):
+        repos.balances.delete_between(user.id, "paper", start=T0 + DAY, end=T0)
+
+
+def test_total_series_carries_the_last_value_into_the_window(repos: Repositories) -> None:
+    user = make_user(repos)
+    for day, total in enumerate(("100", "110", "120", "130")):
+        repos.balances.replace_at(user.id, "paper", T0 + day * DAY, [_balance_row("USDT", total)])
+    repos.balances.replace_at(user.id, "paper", T0 + DAY, [_balance_row("USDT", "110"), _balance_row("BTC", "1")])
+
+    window = repos.balances.total_series(user.id, "paper", "USDT", since=T0 + timedelta(hours=12), until=T0 + 2 * DAY)
+    everything = repos.balances.total_series(user.id, "paper", "USDT", since=None, until=T0 + 2 * DAY)
+
+    assert window == [(T0, Decimal(100)), (T0 + DAY, Decimal(110)), (T0 + 2 * DAY, Decimal(120))]
+    assert everything == window
+    assert repos.balances.total_series(user.id, "paper", "USDT", since=T0 + DAY, until=T0 + DAY) == [
+        (T0 + DAY, Decimal(110))
+    ]
+    assert repos.balances.total_series(user.id, "paper", "EUR", since=None, until=T0 + 9 * DAY) == []
+
+
+@pytest.mark.parametrize("backend", ["postgresql", "sqlite"])
+def test_upserting_days_replaces_figures_and_keeps_ids(
+    backend: str, repos: Repositories, sqlite_repos: Repositories
+) -> None:
+    chosen = repos if backend == "postgresql" else sqlite_repos
+    bot = make_bot(chosen)
+    first = {"metric_date": date(2024, 3, 1), "total_trades": 2, "total_pnl": Decimal("1.5"), "sharpe_ratio": None}
+    second = {"metric_date": date(2024, 3, 2), "total_trades": 0, "total_pnl": Decimal(0), "sharpe_ratio": 1.25}
+
+    assert chosen.performance.upsert_days(bot.id, [first, second]) == 2
+    (before, _) = chosen.performance.by_bot(bot.id)
+    assert chosen.performance.upsert_days(bot.id, [{**first, "total_trades": 3, "sharpe_ratio": 0.5}]) == 1
+
+    rows = chosen.performance.by_bot(bot.id)
+    assert [(r.metric_date.day, r.total_trades, r.total_pnl, r.sharpe_ratio) for r in rows] == [
+        (1, 3, Decimal("1.5"), 0.5),
+        (2, 0, Decimal(0), 1.25),
+    ]
+    assert rows[0].id == before.id
+    latest = chosen.performance.find_latest(bot.id)
+    assert latest is not None and latest.metric_date == date(2024, 3, 2)
+    assert chosen.performance.find_latest(make_bot(chosen).id) is None
+    assert chosen.performance.upsert_days(bot.id, []) == 0
+
+
+def test_upserting_days_refuses_bad_rows(repos: Repositories) -> None:
+    bot = make_bot(repos)
+    day = {"metric_date": date(2024, 3, 1), "total_trades": 1}
+
+    with pytest.raises(ValidationError, match="repeats 2024-03-01"):
+        repos.performance.upsert_days(bot.id, [day, day])
+    with pytest.raises(ValidationError, match="no metric_date"):
+        repos.performance.upsert_days(bot.id, [{"total_trades": 1}])
+    with pytest.raises(ValidationError, match="must not be negative"):
+        repos.performance.upsert_days(bot.id, [{**day, "total_trades": -1}])
+    with pytest.raises(NotFoundError):
+        repos.performance.upsert_days(uuid.uuid4(), [day])
+    assert repos.performance.by_bot(bot.id) == []
+
+
+def test_bots_resolve_by_id_or_unique_name(repos: Repositories) -> None:
+    bot = make_bot(repos, name=f"solo-{_tag()}")
+    shared = f"shared-{_tag()}"
+    make_bot(repos, name=shared)
+    make_bot(repos, name=shared)
+
+    assert repos.bots.resolve(bot.id) is bot
+    assert repos.bots.resolve(str(bot.id)) is bot
+    assert repos.bots.resolve(bot.name) is bot
+    with pytest.raises(NotFoundError) as missing_id:
+        repos.bots.resolve(uuid.uuid4())
+    assert missing_id.value.field == "id"
+    with pytest.raises(NotFoundError) as missing_name:
+        repos.bots.resolve("no-such-bot-anywhere")
+    assert missing_name.value.field == "name"
+    with pytest.raises(AmbiguousBotNameError, match="2 bots") as ambiguous:
+        repos.bots.resolve(shared)
+    assert ambiguous.value.count == 2
+    assert bot.id in repos.bots.ids()
+
+
+def test_users_and_bots_get_or_create(repos: Repositories) -> None:
+    name = f"u{_tag()}"
+    user, created = repos.users.get_or_create(name, email=f"{name}@example.com", password_hash="!")
+    again, created_again = repos.users.get_or_create(name, email="ignored@example.com", password_hash="?")
+    assert (created, created_again, again) == (True, False, user)
+
+    bot, made = repos.bots.get_or_create(user.id, "demo", strategy_type="demo", exchange="paper")
+    same, made_again = repos.bots.get_or_create(user.id, "demo", strategy_type="other", exchange="kraken")
+    assert (made, made_again, same, same.exchange) == (True, False, bot, "paper")
+    with pytest.raises(ValidationError, match="missing required"):
+        repos.bots.get_or_create(user.id, "incomplete")
+
+
+def test_executed_trades_of_a_bot_in_a_window(repos: Repositories) -> None:
+    bot = make_bot(repos)
+    make_trade(repos, bot, pnl=None, fee=Decimal("0.5"), timestamp=T0 + timedelta(hours=1))
+    make_trade(
+        repos,
+        bot,
+        pnl=Decimal(3),
+        symbol="ETH/BTC",
+        status=TradeStatus.PARTIALLY_FILLED,
+        timestamp=T0 + timedelta(hours=2),
+    )
+    make_trade(repos, bot, pnl=Decimal(99), status=TradeStatus.CANCELLED, timestamp=T0 + timedelta(hours=3))
+    make_trade(repos, bot, pnl=Decimal(7), timestamp=T0 + DAY)
+
+    executed = repos.trades.executed(bot.id, start=T0, end=T0 + DAY)
+
+    assert [(t.symbol, t.pnl, t.fee) for t in executed] == [
+        ("BTC/USDT", None, Decimal("0.5")),
+        ("ETH/BTC", Decimal(3), Decimal(0)),
+    ]
+    assert len(repos.trades.executed(bot.id)) == 3
+    assert repos.trades.latest_executed_symbol(bot.id, before=T0 + timedelta(hours=4)) == "ETH/BTC"
+    assert repos.trades.latest_executed_symbol(bot.id, before=T0) is None
+    assert len(repos.trades.ids_by_bot(bot.id)) == 4
+    with pytest.raises(NotFoundError):
+        repos.trades.executed(uuid.uuid4())
 
 
 # --- alerts, audit, events, strategies, ML models ----------------------------------------------------------

@@ -19,8 +19,12 @@ from marketkeeper.demo_seed import DEMO_EXCHANGE, seed_paper_bot
 from marketkeeper.influxdb import InfluxDBClient
 from marketkeeper.ledger import BalanceSnapshot, PerformanceMetrics, Trade, session_scope
 from marketkeeper.metrics import sharpe_ratio, sortino_ratio
-from marketkeeper.rollups import BotNotFoundError, rollup_bot
-from tests.integration.ledger_accounts import Owners, open_ledger, open_owners
+from marketkeeper.repositories import unit_of_work
+from marketkeeper.rollups import BotNotFoundError
+from marketkeeper.services.rollups import rollup_bot
+from marketkeeper.store_set import StoreConfig
+from tests.conftest import INFLUXDB_TEST_DB, INFLUXDB_TEST_URL
+from tests.integration.ledger_accounts import Owners, ledger_config, open_ledger, open_owners
 
 pytestmark = pytest.mark.integration
 
@@ -40,6 +44,11 @@ def ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
 @pytest.fixture
 def owners(ledger: Engine) -> Iterator[Owners]:
     yield from open_owners(ledger)
+
+
+@pytest.fixture
+def config(ledger: Engine) -> StoreConfig:
+    return ledger_config(ledger)
 
 
 def _rows(engine: Engine, bot_id: uuid.UUID) -> dict[date, PerformanceMetrics]:
@@ -67,10 +76,10 @@ def _three_day_bot(owners: Owners) -> uuid.UUID:
     return bot_id
 
 
-def test_one_row_per_day_including_days_without_trades(ledger: Engine, owners: Owners) -> None:
+def test_one_row_per_day_including_days_without_trades(ledger: Engine, config: StoreConfig, owners: Owners) -> None:
     bot_id = _three_day_bot(owners)
 
-    rollups = rollup_bot(ledger, bot_id, date(2024, 2, 28), MAR_3)
+    rollups = rollup_bot(config, bot_id, date(2024, 2, 28), MAR_3).days
 
     rows = _rows(ledger, bot_id)
     assert sorted(rows) == [date(2024, 2, 28), date(2024, 2, 29), MAR_1, MAR_2, MAR_3]
@@ -103,19 +112,19 @@ def test_one_row_per_day_including_days_without_trades(ledger: Engine, owners: O
     assert mar_3.calmar_ratio is not None and mar_3.calmar_ratio < 0
 
 
-def test_rerunning_a_day_replaces_its_row(ledger: Engine, owners: Owners) -> None:
+def test_rerunning_a_day_replaces_its_row(ledger: Engine, config: StoreConfig, owners: Owners) -> None:
     bot_id = _three_day_bot(owners)
-    rollup_bot(ledger, bot_id, MAR_1, MAR_3)
+    rollup_bot(config, bot_id, MAR_1, MAR_3)
     first = _rows(ledger, bot_id)
 
-    rollup_bot(ledger, bot_id, MAR_1, MAR_3)
+    rollup_bot(config, bot_id, MAR_1, MAR_3)
     again = _rows(ledger, bot_id)
     assert {d: (r.id, r.total_trades, r.total_pnl, r.sharpe_ratio) for d, r in again.items()} == {
         d: (r.id, r.total_trades, r.total_pnl, r.sharpe_ratio) for d, r in first.items()
     }
 
     owners.trade(bot_id, at(MAR_2, 9), pnl="5", fee="0.25")  # booked late
-    rollup_bot(ledger, bot_id, MAR_2, MAR_2)
+    rollup_bot(config, bot_id, MAR_2, MAR_2)
 
     after = _rows(ledger, bot_id)
     assert len(after) == 3
@@ -124,29 +133,29 @@ def test_rerunning_a_day_replaces_its_row(ledger: Engine, owners: Owners) -> Non
     assert after[MAR_1].total_pnl == first[MAR_1].total_pnl
 
 
-def test_the_risk_window_bounds_the_returns(ledger: Engine, owners: Owners) -> None:
+def test_the_risk_window_bounds_the_returns(config: StoreConfig, owners: Owners) -> None:
     bot_id = _three_day_bot(owners)
 
-    (mar_3,) = rollup_bot(ledger, bot_id, MAR_3, MAR_3, window_days=1)
+    (mar_3,) = rollup_bot(config, bot_id, MAR_3, MAR_3, window_days=1).days
 
     assert mar_3.risk.days == 1
     assert mar_3.risk.sharpe_ratio is None
     assert mar_3.risk.max_drawdown == pytest.approx(-0.1)
 
-    (all_history,) = rollup_bot(ledger, bot_id, MAR_3, MAR_3, window_days=None)
+    (all_history,) = rollup_bot(config, bot_id, MAR_3, MAR_3, window_days=None).days
     assert all_history.risk.days == 3
 
 
-def test_bots_are_found_by_id_or_unique_name(ledger: Engine, owners: Owners) -> None:
+def test_bots_are_found_by_id_or_unique_name(config: StoreConfig, owners: Owners) -> None:
     _, bot_id = owners.bot()
     with pytest.raises(BotNotFoundError, match="no bot has the id"):
-        rollup_bot(ledger, uuid.uuid4(), MAR_1, MAR_1)
+        rollup_bot(config, uuid.uuid4(), MAR_1, MAR_1)
     with pytest.raises(BotNotFoundError, match="no bot has the name"):
-        rollup_bot(ledger, "no-such-bot", MAR_1, MAR_1)
+        rollup_bot(config, "no-such-bot", MAR_1, MAR_1)
 
-    (row,) = rollup_bot(ledger, str(bot_id), MAR_1, MAR_1)
+    (row,) = rollup_bot(config, str(bot_id), MAR_1, MAR_1).days
     assert (row.bot_id, row.stats.count, row.equity, row.equity_currency) == (bot_id, 0, None, None)
-    (by_name,) = rollup_bot(ledger, row.bot_name, MAR_1, MAR_1)
+    (by_name,) = rollup_bot(config, row.bot_name, MAR_1, MAR_1).days
     assert by_name.bot_id == bot_id
 
 
@@ -154,8 +163,11 @@ def test_bots_are_found_by_id_or_unique_name(ledger: Engine, owners: Owners) -> 
 def test_rollups_also_go_to_influxdb(ledger: Engine, owners: Owners, influxdb_client: InfluxDBClient) -> None:
     bot_id = _three_day_bot(owners)
 
-    rollup_bot(ledger, bot_id, MAR_1, MAR_3, influxdb=influxdb_client)
-    rollup_bot(ledger, bot_id, MAR_1, MAR_3, influxdb=influxdb_client)  # overwrites, never duplicates
+    config = ledger_config(ledger, influxdb=lambda: InfluxDBClient(INFLUXDB_TEST_URL, database=INFLUXDB_TEST_DB))
+    report = rollup_bot(config, bot_id, MAR_1, MAR_3)
+    rollup_bot(config, bot_id, MAR_1, MAR_3)  # overwrites, never duplicates
+
+    assert report.influxdb_points == 3
 
     (series,) = influxdb_client.query(
         'SELECT "total_trades", "total_pnl", "max_drawdown", "equity" FROM "performance" WHERE "bot_id" = $bot',
@@ -172,12 +184,14 @@ def test_rollups_also_go_to_influxdb(ledger: Engine, owners: Owners, influxdb_cl
 # --- the demo bot ----------------------------------------------------------------------------------------
 
 
-def test_demo_seed_is_idempotent_and_rolls_up(ledger: Engine, owners: Owners) -> None:
+def test_demo_seed_is_idempotent_and_rolls_up(ledger: Engine, config: StoreConfig, owners: Owners) -> None:
     last = date(2024, 3, 10)
 
-    first = seed_paper_bot(ledger, n_trades=40, seed=3, last_day=last)
+    with unit_of_work(ledger) as repos:
+        first = seed_paper_bot(repos, n_trades=40, seed=3, last_day=last)
     owners.user_ids.append(first.user_id)
-    again = seed_paper_bot(ledger, n_trades=999, seed=99, last_day=date(2025, 1, 1))  # a seeded bot keeps its own
+    with unit_of_work(ledger) as repos:  # a seeded bot keeps its own
+        again = seed_paper_bot(repos, n_trades=999, seed=99, last_day=date(2025, 1, 1))
 
     assert (first.trades_added, first.trades_total) == (40, 40)
     assert (again.trades_added, again.trades_total, again.bot_id) == (0, 40, first.bot_id)
@@ -195,7 +209,7 @@ def test_demo_seed_is_idempotent_and_rolls_up(ledger: Engine, owners: Owners) ->
     assert trades == 40 and (pnl, fees) == (20, 40)  # 20 round trips: P&L on the closing fill
     assert len(snapshots) == 7 * 24 + 1 == first.snapshots == again.snapshots  # hourly, from midnight
 
-    rollups = rollup_bot(ledger, first.bot_id, first.first_day, first.last_day)
+    rollups = rollup_bot(config, first.bot_id, first.first_day, first.last_day).days
 
     assert len(rollups) == 7
     assert sum(r.stats.count for r in rollups) == 20

@@ -14,6 +14,7 @@ from marketkeeper.balances import (
     paper_balances,
     parse_ccxt_balance,
     settlement_currency,
+    with_zeroed,
 )
 from marketkeeper.errors import ConfigurationError
 
@@ -109,3 +110,27 @@ def test_paper_balances_are_capital_plus_pnl_minus_fees() -> None:
     )
 
     assert balances == [Balance("BTC", D("-0.011"), D("-0.011")), Balance("USDT", D(1019), D(1019))]
+
+
+def test_an_exchange_answer_keeps_non_zero_and_previously_held_currencies() -> None:
+    answer = [Balance("BTC", D(0), D(0)), Balance("DOGE", D(0), D(0)), Balance("USDT", D(5), D(4), D(1))]
+
+    assert with_zeroed(answer, {"BTC", "ETH"}) == [
+        Balance("BTC", D(0), D(0)),  # held before and reported as zero
+        Balance("ETH", D(0), D(0), D(0)),  # held before and gone from the answer
+        Balance("USDT", D(5), D(4), D(1)),
+    ]
+    assert with_zeroed(answer, ()) == [Balance("USDT", D(5), D(4), D(1))]
+
+
+def test_an_account_names_its_owner_or_bot_only_for_its_kind() -> None:
+    exchange = Account.from_connection_fields(
+        "ex", login="k", password="s", extra={"kind": "exchange", "exchange": "binance", "user_id": str(USER)}
+    )
+    paper = Account.from_connection_fields("pa", login=None, password=None, extra={"kind": "paper", "bot_id": str(BOT)})
+
+    assert (exchange.exchange_owner(), paper.paper_bot()) == ((USER, "binance"), BOT)
+    with pytest.raises(ConfigurationError, match="not an exchange one"):
+        paper.exchange_owner()
+    with pytest.raises(ConfigurationError, match="not a paper one"):
+        exchange.paper_bot()

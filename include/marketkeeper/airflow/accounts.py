@@ -1,4 +1,4 @@
-"""Balance accounts declared as Airflow Connections, and what the ``balance_snapshots`` tasks do with them.
+"""Balance accounts declared as Airflow Connections, and the ``balance_snapshots`` tasks' call of the service.
 
 An account is a Connection of type ``marketkeeper_account`` (see :class:`AccountHook` for its fields). Airflow 3
 tasks can read a Connection by id but cannot list them, so the accounts to snapshot are named by the Airflow
@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from airflow.sdk.bases.hook import BaseHook
 
-from marketkeeper.balances import Account, SnapshotReport, snapshot_account
+from marketkeeper.balances import Account, SnapshotReport
 from marketkeeper.errors import ConfigurationError
 
 if TYPE_CHECKING:
@@ -105,22 +105,13 @@ def declared_accounts(selected: Sequence[str] = ()) -> list[str]:
 
 
 def snapshot(conn_id: str, at: datetime) -> SnapshotReport:
-    """Snapshot the account of connection ``conn_id`` at ``at`` into the ledger (and InfluxDB when configured).
+    """Snapshot the account of connection ``conn_id`` at ``at`` with this deployment's stores (the ledger, and
+    InfluxDB when its connection exists): :func:`marketkeeper.services.balances.snapshot_account`.
 
     :raises ConfigurationError: the account, ledger or InfluxDB connection is missing or malformed.
     :raises marketkeeper.balances.BalanceError: the balances could not be read.
     """
-    from sqlalchemy.pool import NullPool
+    from marketkeeper.airflow.stores import store_config
+    from marketkeeper.services.balances import snapshot_account
 
-    from marketkeeper.airflow.stores import NOT_CONFIGURED, influxdb_client, ledger_url
-    from marketkeeper.ledger import create_ledger_engine
-
-    account = AccountHook(account_conn_id=conn_id).account()
-    influxdb = influxdb_client()
-    engine = create_ledger_engine(ledger_url(), poolclass=NullPool)
-    try:
-        return snapshot_account(account, at, engine=engine, influxdb=None if influxdb is NOT_CONFIGURED else influxdb)
-    finally:
-        engine.dispose()
-        if influxdb is not NOT_CONFIGURED:
-            influxdb.close()
+    return snapshot_account(store_config(), AccountHook(account_conn_id=conn_id).account(), at)

@@ -1,13 +1,12 @@
-"""What the ``performance_rollups`` tasks do, kept out of the DAG file: pick the bots and days, roll one bot up.
-
-Stores come from Airflow Connections (:mod:`marketkeeper.airflow.stores`); the rollup itself is
-:func:`marketkeeper.rollups.rollup_bot`, the same function ``marketkeeper rollup`` calls.
+"""The Airflow side of the ``performance_rollups`` tasks: the days a run covers, and the service calls (with
+the stores of the Airflow Connections, :func:`marketkeeper.airflow.stores.store_config`) that plan the bots and
+roll one up, :mod:`marketkeeper.services.rollups`, the same functions ``marketkeeper rollup`` calls.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import date, timedelta
+from datetime import date
 from typing import Any
 
 from marketkeeper.errors import ConfigurationError
@@ -45,50 +44,18 @@ def days_for(context: Mapping[str, Any]) -> tuple[date, date]:
 
 def plan_bots(selected: Sequence[str] = ()) -> list[str]:
     """The ids of the bots to roll up: ``selected`` (ids or unique names), or every bot in the ledger."""
-    from sqlalchemy.pool import NullPool
+    from marketkeeper.airflow.stores import store_config
+    from marketkeeper.services.rollups import bot_ids
 
-    from marketkeeper.airflow.stores import ledger_url
-    from marketkeeper.ledger import create_ledger_engine
-    from marketkeeper.rollups import list_bot_ids
-
-    engine = create_ledger_engine(ledger_url(), poolclass=NullPool)
-    try:
-        return list_bot_ids(engine, [s for s in selected if s.strip()])
-    finally:
-        engine.dispose()
+    return bot_ids(store_config(), selected)
 
 
 def rollup(bot_id: str, first: date, last: date, *, window_days: int | None) -> dict[str, Any]:
-    """Roll one bot up over ``first..last`` into the ledger (and InfluxDB when configured); a short report."""
-    from sqlalchemy.pool import NullPool
+    """Roll one bot up over ``first..last`` with this deployment's stores; the report as XCom.
 
-    from marketkeeper.airflow.stores import NOT_CONFIGURED, influxdb_client, ledger_url
-    from marketkeeper.ledger import create_ledger_engine
-    from marketkeeper.rollups import rollup_bot
+    :func:`marketkeeper.services.rollups.rollup_bot`, the function ``marketkeeper rollup`` calls.
+    """
+    from marketkeeper.airflow.stores import store_config
+    from marketkeeper.services.rollups import rollup_bot
 
-    influxdb = influxdb_client()
-    engine = create_ledger_engine(ledger_url(), poolclass=NullPool)
-    try:
-        rows = rollup_bot(
-            engine,
-            bot_id,
-            first,
-            last,
-            window_days=window_days,
-            influxdb=None if influxdb is NOT_CONFIGURED else influxdb,
-        )
-    finally:
-        engine.dispose()
-        if influxdb is not NOT_CONFIGURED:
-            influxdb.close()
-    latest = rows[-1].as_dict()
-    return {
-        "bot_id": bot_id,
-        "bot": latest["bot"],
-        "start": first.isoformat(),
-        "end": last.isoformat(),
-        "days": (last - first + timedelta(days=1)).days,
-        "trades": sum(r.stats.count for r in rows),
-        "latest": latest,
-        "influxdb": influxdb is not NOT_CONFIGURED,
-    }
+    return rollup_bot(store_config(), bot_id, first, last, window_days=window_days).as_dict()

@@ -1,4 +1,5 @@
-"""Trades: queries by bot, symbol and time, per-bot aggregations and statistics, and a streaming CSV export.
+"""Trades: queries by bot, symbol and time, a bot's executed trades, per-bot aggregations and statistics, and a
+streaming CSV export.
 
 Time windows are half-open, ``[start, end)`` on the trade's ``timestamp``, aware UTC; either side may be open.
 P&L conventions (pnl before fees, fees of every fill, net = pnl - fees) are those of
@@ -7,16 +8,18 @@ P&L conventions (pnl before fees, fees of every fill, net = pnl - fees) are thos
 
 from __future__ import annotations
 
+import builtins
 import csv
+import uuid
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from enum import Enum
-from typing import Any, TextIO
+from typing import Any, NamedTuple, TextIO
 
 import sqlalchemy as sa
 
-from marketkeeper.ledger.models import BotInstance, Trade
+from marketkeeper.ledger.models import BotInstance, Trade, TradeStatus
 from marketkeeper.repositories.base import Page, Repository
 from marketkeeper.repositories.statistics import TradeStatistics, trade_statistics
 from marketkeeper.repositories.validation import DEFAULT_PAGE_SIZE, RecordId, coerce_column
@@ -40,6 +43,18 @@ CSV_COLUMNS: tuple[str, ...] = (
     "pnl",
 )
 _ZERO = Decimal(0)
+#: The statuses of a trade that moved money: what P&L, fees and balances are computed from.
+EXECUTED_STATUSES: tuple[TradeStatus, ...] = (TradeStatus.FILLED, TradeStatus.PARTIALLY_FILLED)
+
+
+class ExecutedTrade(NamedTuple):
+    """The money of one executed trade: when, in which symbol, its realized P&L (``None`` on opening fills)
+    and its fee."""
+
+    timestamp: datetime
+    symbol: str
+    pnl: Decimal | None
+    fee: Decimal
 
 
 def csv_text(value: Any) -> str:
@@ -103,6 +118,43 @@ class TradeRepository(Repository[Trade]):
     ) -> Page[Trade]:
         """One page of every bot's trades in ``[start, end)`` (both required)."""
         return self._page(self._within(sa.select(Trade), Trade.timestamp, start, end), limit=limit, offset=offset)
+
+    def executed(
+        self, bot_id: RecordId, *, start: datetime | None = None, end: datetime | None = None
+    ) -> builtins.list[ExecutedTrade]:
+        """The bot's executed (filled or partially filled) trades in ``[start, end)``, oldest first.
+
+        :raises NotFoundError: the bot does not exist.
+        :raises ValidationError: a bound is naive, or ``start`` is not before ``end``.
+        """
+        key = self._require(BotInstance, bot_id, "bot_id")
+        statement = sa.select(Trade.timestamp, Trade.symbol, Trade.pnl, Trade.fee).where(
+            Trade.bot_id == key, Trade.status.in_(EXECUTED_STATUSES)
+        )
+        statement = self._within(statement, Trade.timestamp, start, end).order_by(Trade.timestamp, Trade.id)
+        return [ExecutedTrade(*row) for row in self.session.execute(statement)]
+
+    def latest_executed_symbol(self, bot_id: RecordId, *, before: datetime) -> str | None:
+        """The symbol of the bot's last executed trade before ``before``, or ``None`` when it has none.
+
+        :raises NotFoundError: the bot does not exist.
+        """
+        key = self._require(BotInstance, bot_id, "bot_id")
+        statement = self._within(
+            sa.select(Trade.symbol).where(Trade.bot_id == key, Trade.status.in_(EXECUTED_STATUSES)),
+            Trade.timestamp,
+            None,
+            before,
+        )
+        return self.session.scalar(statement.order_by(Trade.timestamp.desc(), Trade.id.desc()).limit(1))
+
+    def ids_by_bot(self, bot_id: RecordId) -> set[uuid.UUID]:
+        """The ids of every trade of the bot.
+
+        :raises NotFoundError: the bot does not exist.
+        """
+        key = self._require(BotInstance, bot_id, "bot_id")
+        return set(self.session.scalars(sa.select(Trade.id).where(Trade.bot_id == key)))
 
     # --- aggregations ------------------------------------------------------------------------------------------
 

@@ -1,6 +1,8 @@
-"""Users: lookups by username and email, and the active users."""
+"""Users: lookups by username and email, the active users, and get-or-create by username."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -26,3 +28,14 @@ class UserRepository(Repository[User]):
     def active(self, *, limit: int = DEFAULT_PAGE_SIZE, offset: int = 0) -> Page[User]:
         """One page of the users whose account is active."""
         return self._page(sa.select(User).where(User.is_active.is_(True)), limit=limit, offset=offset)
+
+    def get_or_create(self, username: str, **defaults: Any) -> tuple[User, bool]:
+        """The user called ``username``, created with ``defaults`` when there is none; ``(user, created)``.
+
+        :raises ValidationError: ``defaults`` hold an unknown field, miss a required one, or do not fit.
+        :raises ConflictError: another user already has the ``email`` of ``defaults``.
+        """
+        found = self.find_by_username(username)
+        if found is not None:
+            return found, False
+        return self.create(username=username, **defaults), True
