@@ -161,5 +161,5 @@ def _floats(column: pd.Series, name: str) -> pd.Series:
 def _counts(column: pd.Series) -> pd.Series:
     try:
         return pd.to_numeric(column.reset_index(drop=True), errors="raise").astype("Int64")
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, OverflowError) as exc:
         raise CandleFrameError(f"column {TRADE_COUNT} cannot be read as whole numbers: {exc}") from exc

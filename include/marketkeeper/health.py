@@ -9,12 +9,12 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass
 from typing import Protocol
-from urllib.parse import urlsplit, urlunsplit
 
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 from marketkeeper.errors import MarketkeeperError, StoreUnavailableError
+from marketkeeper.settings import redact_url
 from marketkeeper.store_set import StoreConfig
 
 __all__ = ["StoreHealth", "check_client", "check_ledger", "check_stores", "redact_url"]
@@ -42,16 +42,6 @@ class Pingable(Protocol):
     def ping(self) -> object: ...
 
     def close(self) -> None: ...
-
-
-def redact_url(url: str) -> str:
-    """``url`` with any password replaced by ``***``, safe to print or log."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
 
 
 def _one_line(exc: BaseException) -> str:
@@ -88,7 +78,8 @@ def check_ledger(url: str) -> StoreHealth:
 
 
 def check_client(store: str, target: str, client: Pingable) -> StoreHealth:
-    """Round-trip ``client`` (which this call closes); a server that answers with an error is down to us."""
+    """Round-trip ``client`` (which this call closes; closing twice is harmless); a server that answers with
+    an error is down to us."""
     target = redact_url(target)
     try:
         info = client.ping()

@@ -77,6 +77,14 @@ class RedisClient:
     ) -> None:
         self.close()
 
+    @property
+    def target(self) -> str:
+        """Where the client points, ``redis://host:port/db`` (never the password), for messages."""
+        kwargs = self.raw.connection_pool.connection_kwargs
+        if kwargs.get("path"):
+            return f"unix://{kwargs['path']}?db={kwargs.get('db', 0)}"
+        return f"redis://{kwargs.get('host')}:{kwargs.get('port')}/{kwargs.get('db', 0)}"
+
     def __repr__(self) -> str:
         # The connection kwargs may hold a password: show only where the client points.
         kwargs = self.raw.connection_pool.connection_kwargs

@@ -9,6 +9,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from marketkeeper.gaps import Gap
 from marketkeeper.gaps.registry import (
     RetryPolicy,
     due_gaps,
@@ -18,7 +19,6 @@ from marketkeeper.gaps.registry import (
     record_failure,
     record_remaining,
 )
-from marketkeeper.gaps import Gap
 from marketkeeper.ledger import CandleGap, GapStatus, Market, create_ledger_engine, migrate, session_scope
 
 pytestmark = pytest.mark.integration

@@ -169,23 +169,17 @@ def test_a_postgres_lock_on_a_half_dead_connection_is_lost_within_its_ttl(pg_url
 
 WRITER = textwrap.dedent(
     """
-    import os, sys, time, warnings
-    from marketkeeper.ledger import create_ledger_engine
+    import os, sys, time
     from marketkeeper.locks import series_lock
-    from marketkeeper.redis_client import RedisClient
-    from marketkeeper.settings import get_settings
+    from marketkeeper.store_set import StoreConfig, StoreSet
 
     journal, name, go = sys.argv[1], sys.argv[2], sys.argv[3]
-    settings = get_settings()
-    engine = create_ledger_engine(settings.ledger_url)
-    # Configured as each writer is: only one of them has Redis, and it passes it the way old callers did.
-    redis_client = RedisClient(settings.redis_url.get_secret_value(), prefix=name + ":") if settings.redis_url else None
+    # Opened as the services open stores, from this writer's own environment: only one of them has REDIS_URL.
+    stores = StoreSet.open(StoreConfig.from_settings())
     while not os.path.exists(go):
         time.sleep(0.01)
     for _ in range(15):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            lock = series_lock("leasetest:ETH/USDT:1h", ledger=engine, redis_client=redis_client, wait=60, holder=name)
+        lock = series_lock("leasetest:ETH/USDT:1h", ledger=stores.ledger, wait=60, holder=name)
         with lock:
             with open(journal, "a") as f:
                 f.write(f"start {name}\\n")

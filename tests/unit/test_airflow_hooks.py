@@ -313,9 +313,15 @@ def test_ping_client_is_one_line_and_masks_echoed_secrets() -> None:
         def ping(self) -> ServerInfo:
             raise StoreUnavailableError("Redis", f"AUTH {NASTY_PASSWORD} refused")
 
+        def close(self) -> None:
+            pass
+
     class Up:
         def ping(self) -> ServerInfo:
             return ServerInfo(version="7.2.4", latency_ms=0.42)
+
+        def close(self) -> None:
+            pass
 
     ok, message = ping_client("Redis", "redis://:***@h:6379/0", Down(), secrets=(NASTY_PASSWORD,))
     assert not ok
@@ -331,8 +337,8 @@ def test_optional_stores_without_a_connection_are_not_configured(
 ) -> None:
     # Every deployment has its ledger connection (the stores are configured as one set).
     set_conn(monkeypatch, stores.LEDGER_CONN_ID, conn_type="sqlite", host=str(tmp_path / "ledger.sqlite"))
-    assert stores.influxdb_client() is stores.NOT_CONFIGURED
-    assert stores.redis_client() is stores.NOT_CONFIGURED
+    config = stores.store_config()
+    assert (config.influxdb, config.redis) == (None, None)
     health = stores.check_store(stores.Store.REDIS)
     assert (health.configured, health.store) == (False, "redis")
 
@@ -347,13 +353,13 @@ def test_a_failing_connection_lookup_raises_instead_of_meaning_not_configured(
 
     monkeypatch.setattr(BaseHook, "get_connection", broken_backend)
     with pytest.raises(PermissionError):
-        stores.redis_client()
+        stores.store_config()
 
 
 def test_a_connection_of_the_wrong_type_is_a_configuration_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    set_conn(monkeypatch, stores.REDIS_CONN_ID, conn_type="redis", host="h")
-    with pytest.raises(ConfigurationError, match="marketkeeper_redis"):
-        stores.redis_client()
+    set_conn(monkeypatch, stores.REDIS_CONN_ID, conn_type="postgres", host="h")
+    with pytest.raises(ConfigurationError, match="type 'postgres'; expected 'marketkeeper_redis' or 'redis'"):
+        stores.store_config()
 
 
 def test_ledger_connection_is_required() -> None:

@@ -18,7 +18,7 @@ from airflow.providers.redis.hooks.redis import ALLOWED_SSL_CERT_REQS
 from airflow.providers.redis.hooks.redis import RedisHook as ProviderRedisHook
 from airflow.sdk.bases.hook import BaseHook
 
-from marketkeeper.errors import ConfigurationError, MarketkeeperError, StoreUnavailableError
+from marketkeeper.errors import ConfigurationError, MarketkeeperError
 from marketkeeper.settings import redact, redact_url
 
 if TYPE_CHECKING:
@@ -46,6 +46,8 @@ _REDIS_EXTRAS = ("db", "prefix", "socket_timeout", "cluster", "startup_nodes", *
 class _Pingable(Protocol):
     def ping(self) -> Any: ...
 
+    def close(self) -> None: ...
+
 
 def ping_client(
     store: str, target: str, client: _Pingable, *, secrets: tuple[str | None, ...] = ()
@@ -58,13 +60,12 @@ def ping_client(
     :param target: where it is, already free of passwords (a redacted URL).
     :param secrets: credentials to mask should the server or the driver echo one.
     """
-    try:
-        info = client.ping()
-    except StoreUnavailableError as exc:
-        return False, redact(f"{store} at {target} is unreachable: {exc.cause}", secrets)
-    except MarketkeeperError as exc:  # the server answered, but with an error (bad credentials, say)
-        return False, redact(f"{store} at {target}: {exc}", secrets)
-    return True, f"{store} {info.version} answered in {info.latency_ms:.1f} ms"
+    from marketkeeper.health import check_client
+
+    health = check_client(store, target, client)
+    if not health.ok:
+        return False, redact(f"{store} at {health.target} is unreachable: {health.error}", secrets)
+    return True, f"{store} {health.version} answered in {health.latency_ms or 0.0:.1f} ms"
 
 
 class PingTestMixin:

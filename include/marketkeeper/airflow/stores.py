@@ -20,8 +20,6 @@ if TYPE_CHECKING:
     from airflow.sdk import Connection
 
     from marketkeeper.health import StoreHealth
-    from marketkeeper.influxdb import InfluxDBClient
-    from marketkeeper.redis_client import RedisClient
     from marketkeeper.store_set import StoreConfig
 
 LEDGER_CONN_ID: Final = "marketkeeper_ledger"
@@ -95,42 +93,11 @@ def ledger_url(conn_id: str = LEDGER_CONN_ID) -> str:
     )
 
 
-def influxdb_client(
-    conn_id: str = INFLUXDB_CONN_ID,
-) -> InfluxDBClient | Literal[NotConfigured.NOT_CONFIGURED]:
-    """A client for the InfluxDB behind ``conn_id`` (the caller closes it), or :data:`NOT_CONFIGURED`.
-
-    :param conn_id: the Airflow connection id, of type ``marketkeeper_influxdb``.
-    :raises ConfigurationError: the connection exists but is malformed.
-    """
-    from marketkeeper.airflow.hooks import InfluxDBHook
-
-    conn = get_optional_connection(conn_id)
-    if conn is NOT_CONFIGURED:
-        return NOT_CONFIGURED
-    _require_type(conn, InfluxDBHook.conn_type)
-    return InfluxDBHook(influxdb_conn_id=conn_id).get_conn()
-
-
-def redis_client(conn_id: str = REDIS_CONN_ID) -> RedisClient | Literal[NotConfigured.NOT_CONFIGURED]:
-    """A client for the Redis behind ``conn_id`` (the caller closes it), or :data:`NOT_CONFIGURED`.
-
-    :param conn_id: the Airflow connection id, of type ``marketkeeper_redis``.
-    :raises ConfigurationError: the connection exists but is malformed.
-    """
-    from marketkeeper.airflow.hooks import RedisHook
-
-    conn = get_optional_connection(conn_id)
-    if conn is NOT_CONFIGURED:
-        return NOT_CONFIGURED
-    _require_type(conn, RedisHook.conn_type)
-    return RedisHook(redis_conn_id=conn_id).get_conn()
-
-
-def _require_type(conn: Connection, conn_type: str) -> None:
-    if conn.conn_type != conn_type:
+def _require_type(conn: Connection, *conn_types: str) -> None:
+    if conn.conn_type not in conn_types:
+        expected = " or ".join(repr(t) for t in conn_types)
         raise ConfigurationError(
-            f"Airflow connection {conn.conn_id!r} has type {conn.conn_type!r}; expected {conn_type!r}"
+            f"Airflow connection {conn.conn_id!r} has type {conn.conn_type!r}; expected {expected}"
         )
 
 
@@ -147,7 +114,7 @@ def store_config() -> StoreConfig:
     if influxdb is not NOT_CONFIGURED:
         _require_type(influxdb, InfluxDBHook.conn_type)
     if redis is not NOT_CONFIGURED:
-        _require_type(redis, RedisHook.conn_type)
+        _require_type(redis, *RedisHook.conn_types)
     return StoreConfig(
         ledger_url=ledger_url(),
         influxdb=None if influxdb is NOT_CONFIGURED else InfluxDBHook(influxdb_conn_id=INFLUXDB_CONN_ID).get_conn,
@@ -172,7 +139,10 @@ def check_store(store: Store) -> StoreHealth:
     config = store_config()
     health = {h.store: h for h in check_stores(_only(config, store))}[store.value]
     if health.configured and not health.ok:
-        raise StoreUnavailableError(f"{store.value} ({health.target})", health.error or "no answer")
+        where = {Store.LEDGER: LEDGER_CONN_ID, Store.INFLUXDB: INFLUXDB_CONN_ID, Store.REDIS: REDIS_CONN_ID}[store]
+        raise StoreUnavailableError(
+            f"{store.value} at {health.target} (connection {where!r})", health.error or "no answer"
+        )
     return health
 
 

@@ -51,9 +51,11 @@ def rollup(
 
     first, last = _parse_day(start, "--start"), _parse_day(end, "--end")
     with user_errors():
-        rows = rollup_bot(store_config(), bot, first, last, window_days=window_days or None)
-    typer.echo(f"bot {rows[0].bot_name} ({rows[0].bot_id}), {len(rows)} days, risk window {window_days or 'all'} days")
-    _print_rollups([r.row() for r in rows])
+        report = rollup_bot(store_config(), bot, first, last, window_days=window_days or None)
+    typer.echo(
+        f"bot {report.bot_name} ({report.bot_id}), {len(report.days)} days, risk window {window_days or 'all'} days"
+    )
+    _print_rollups([d.row() for d in report.days])
 
 
 def demo_seed(

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-import warnings
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -59,7 +58,6 @@ def series_lock(
     ttl: float = DEFAULT_TTL,
     wait: float = 0.0,
     holder: str | None = None,
-    redis_client: object = None,
 ) -> SeriesLock:
     """The lock of ``key`` in the ledger: a PostgreSQL advisory lock, or a file lock beside a SQLite ledger.
 
@@ -67,15 +65,7 @@ def series_lock(
     :param ttl: seconds the lock stays valid after its last confirmed renewal (renewed every ``ttl / 3``).
     :param wait: seconds to wait for a lock held elsewhere before :class:`SeriesLockedError`.
     :param holder: the name others see while the lock is held (default: ``host:pid:thread``).
-    :param redis_client: deprecated and ignored (the lock no longer depends on whether Redis is configured);
-        it goes once every caller has stopped passing it.
     """
-    if redis_client is not None:
-        warnings.warn(
-            "series_lock(redis_client=...) is ignored: series locks always live in the ledger",
-            DeprecationWarning,
-            stacklevel=2,
-        )
     if not isinstance(ledger, sa.Engine):
         raise TypeError(f"series_lock needs the ledger engine, got {type(ledger).__name__}")
     if ledger.dialect.name == "postgresql":

@@ -13,8 +13,8 @@ from datetime import UTC, datetime
 from marketkeeper.gaps.backfill import BackfillError, BackfillReport, Detection, backfill_series, detect_series
 from marketkeeper.locks import series_lock
 from marketkeeper.markets import MarketSpec
-from marketkeeper.sources.base import CandleSource
 from marketkeeper.services.policy import DEFAULT_MAX_FAILED_FRACTION, LockPolicy, lock_policy
+from marketkeeper.sources.base import CandleSource
 from marketkeeper.store_set import StoreConfig, StoreSet
 from marketkeeper.timeframes import ensure_utc
 

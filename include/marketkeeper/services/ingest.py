@@ -12,8 +12,8 @@ from datetime import datetime
 from marketkeeper.ingest import IngestReport, ingest_range
 from marketkeeper.locks import series_lock
 from marketkeeper.markets import MarketSpec
-from marketkeeper.sources.base import CandleSource
 from marketkeeper.services.policy import DEFAULT_MAX_FAILED_FRACTION, LockPolicy, lock_policy
+from marketkeeper.sources.base import CandleSource
 from marketkeeper.store_set import StoreConfig, StoreSet
 from marketkeeper.timeframes import Timeframe, check_range
 
