@@ -1,200 +1,46 @@
-"""A small client of a running Airflow's public REST API (v2): token auth, DAG runs, task instances, backfills.
-
-Used by ``marketkeeper backfill --via airflow`` (:mod:`marketkeeper.services.remote`); it needs only ``requests``,
-not Airflow itself. Every failure is an :class:`AirflowAPIError` subclass with a one-line message that names the
-server (without credentials) and Airflow's reason; the password is never part of any message.
+"""The client of a running Airflow's public REST API (v2): token auth, DAG runs, task instances, backfills, and
+following a run or a backfill to its end.
 """
 
 from __future__ import annotations
 
-import re
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Final, Literal
-from urllib.parse import quote, urlsplit, urlunsplit
+from typing import Any, Final
+from urllib.parse import quote, urlsplit
 
 import requests
 
-from marketkeeper.errors import MarketkeeperError
+from marketkeeper.airflow_api.errors import (
+    AirflowAPIError,
+    AirflowAuthError,
+    AirflowConflictError,
+    AirflowNotFoundError,
+    AirflowUnavailableError,
+    AirflowWaitTimeoutError,
+    detail_of,
+    one_line,
+    safe_url,
+)
+from marketkeeper.airflow_api.models import (
+    Backfill,
+    DagInfo,
+    DagRun,
+    ProgressCallback,
+    ReprocessBehavior,
+    TaskInstance,
+    WaitProgress,
+)
 from marketkeeper.timeframes import check_range
 
-__all__ = [
-    "FINISHED_RUN_STATES",
-    "AirflowAPIError",
-    "AirflowAuthError",
-    "AirflowClient",
-    "AirflowConflictError",
-    "AirflowNotFoundError",
-    "AirflowUnavailableError",
-    "AirflowWaitTimeoutError",
-    "Backfill",
-    "BackfillCreated",
-    "DagInfo",
-    "DagRun",
-    "ProgressCallback",
-    "ReprocessBehavior",
-    "TaskInstance",
-    "WaitProgress",
-]
+__all__ = ["AirflowClient"]
 
-#: ``none``: only intervals without a run; ``failed``: also failed runs; ``completed``: every run again.
-ReprocessBehavior = Literal["none", "failed", "completed"]
-#: DAG run states after which nothing more happens to the run.
-FINISHED_RUN_STATES: Final = frozenset({"success", "failed"})
 _TIMEOUT: Final = 30.0
 #: Airflow's default ``[api] maximum_page_limit``: larger pages are cut to it, so page through with this size.
 _PAGE: Final = 100
-
-
-class AirflowAPIError(MarketkeeperError):
-    """Airflow refused or did not answer a request; the message names the server, the request and the reason."""
-
-
-class AirflowAuthError(AirflowAPIError):
-    """The credentials were refused (HTTP 401) or the user may not do this (HTTP 403)."""
-
-
-class AirflowNotFoundError(AirflowAPIError):
-    """The DAG, run, backfill or Variable does not exist on this Airflow (HTTP 404)."""
-
-
-class AirflowConflictError(AirflowAPIError):
-    """Airflow refused because of its current state (HTTP 409), e.g. a backfill of the DAG is already running."""
-
-
-class AirflowUnavailableError(AirflowAPIError):
-    """The API server did not answer, or answered with a server error (HTTP 5xx)."""
-
-
-class AirflowWaitTimeoutError(AirflowAPIError):
-    """A run or backfill did not finish in time; it goes on in Airflow (nothing is cancelled)."""
-
-
-@dataclass(frozen=True)
-class DagInfo:
-    """What the client needs to know about a DAG before asking it to run."""
-
-    dag_id: str
-    is_paused: bool
-    has_import_errors: bool
-
-
-@dataclass(frozen=True)
-class DagRun:
-    """One DAG run as ``/api/v2/dags/{dag_id}/dagRuns`` shows it."""
-
-    dag_id: str
-    run_id: str
-    state: str
-    run_type: str
-    logical_date: str | None = None
-    start_date: str | None = None
-    end_date: str | None = None
-    conf: Mapping[str, Any] = field(default_factory=dict)
-
-    @property
-    def finished(self) -> bool:
-        return self.state in FINISHED_RUN_STATES
-
-
-@dataclass(frozen=True)
-class TaskInstance:
-    """One task instance of a run; ``label`` reads ``task_id[map label]`` for a mapped task."""
-
-    task_id: str
-    map_index: int
-    state: str | None
-    try_number: int
-    rendered_map_index: str | None = None
-
-    @property
-    def label(self) -> str:
-        if self.map_index < 0:
-            return self.task_id
-        return f"{self.task_id}[{self.rendered_map_index or self.map_index}]"
-
-
-@dataclass(frozen=True)
-class Backfill:
-    """A backfill as ``/api/v2/backfills`` shows it; ``completed_at`` is set once all its runs have finished."""
-
-    id: int
-    dag_id: str
-    from_date: str
-    to_date: str
-    reprocess_behavior: str
-    is_paused: bool = False
-    completed_at: str | None = None
-    dag_run_conf: Mapping[str, Any] = field(default_factory=dict)
-
-    @property
-    def completed(self) -> bool:
-        return self.completed_at is not None
-
-
-#: The name ``marketkeeper.cli`` imported before backfills could be followed.
-BackfillCreated = Backfill
-
-
-@dataclass(frozen=True)
-class WaitProgress:
-    """What a followed run or backfill looks like now; ``str()`` is one line for a terminal.
-
-    :param subject: ``ohlcv_gaps run manual__...`` or ``backfill 7 of ohlcv_ingest``.
-    :param state: the run's state, or the backfill's (``running``/``completed``).
-    :param counts: task instance states of the run, or run states of the backfill, with how many of each.
-    :param elapsed: seconds since following started.
-    """
-
-    subject: str
-    state: str
-    counts: Mapping[str, int]
-    elapsed: float
-
-    def __str__(self) -> str:
-        counted = ", ".join(f"{n} {state}" for state, n in sorted(self.counts.items())) or "nothing scheduled yet"
-        return f"{self.subject}: {self.state} ({counted}) after {self.elapsed:.0f}s"
-
-
-ProgressCallback = Callable[[WaitProgress], None]
-
-
-def _safe_url(url: str) -> str:
-    """``url`` without user info, so a ``http://user:pass@host`` never reaches a message."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
-
-
-def _one_line(text: str, limit: int = 300) -> str:
-    flat = re.sub(r"\s+", " ", text).strip()
-    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
-
-
-def _detail(response: requests.Response) -> str:
-    """Airflow's reason: ``detail`` as a string, or a validation error list as ``loc: msg`` (never its input)."""
-    try:
-        body = response.json()
-    except ValueError:
-        return response.reason or response.text
-    detail = body.get("detail", body) if isinstance(body, dict) else body
-    if isinstance(detail, list):
-        parts = []
-        for item in detail:
-            if isinstance(item, dict):
-                loc = ".".join(str(p) for p in item.get("loc", ()) if p != "body")
-                parts.append(f"{loc}: {item.get('msg', '')}" if loc else str(item.get("msg", "")))
-            else:
-                parts.append(str(item))
-        return "; ".join(parts)
-    if isinstance(detail, dict):
-        return str(detail.get("message") or detail.get("reason") or detail)
-    return str(detail)
 
 
 class AirflowClient:
@@ -212,10 +58,10 @@ class AirflowClient:
     ) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise AirflowAPIError(f"the Airflow URL must look like http://host:8080, got {_safe_url(url)!r}")
+            raise AirflowAPIError(f"the Airflow URL must look like http://host:8080, got {safe_url(url)!r}")
         self.url = url.rstrip("/")
         #: The URL to print: without any user info.
-        self.display_url = _safe_url(self.url)
+        self.display_url = safe_url(self.url)
         self.username = username
         self._password = password
         self.timeout = timeout
@@ -230,7 +76,7 @@ class AirflowClient:
     def _scrub(self, text: str) -> str:
         if self._password:
             text = text.replace(self._password, "***")
-        return _one_line(text)
+        return one_line(text)
 
     def _raw(self, method: str, path: str, **kw: Any) -> requests.Response:
         what = f"{method} {self.display_url}{path}"
@@ -248,7 +94,7 @@ class AirflowClient:
         what = f"{method} {self.display_url}{path}"
         status = response.status_code
         if status >= 400:
-            message = self._scrub(f"{what} -> HTTP {status}: {_detail(response)}")
+            message = self._scrub(f"{what} -> HTTP {status}: {detail_of(response)}")
             if status in (401, 403):
                 raise AirflowAuthError(message)
             if status == 404:
