@@ -211,3 +211,40 @@ def test_a_failed_run_is_named_with_its_failed_tasks(airflow: AirflowServer, cli
     message = str(failed.value)
     assert "\n" not in message and "ended failed" in message and report.runs[0].run_id in message
     assert "plan (failed)" in message
+
+
+def test_the_cli_follows_the_remote_gap_backfill_and_exits_with_its_state(
+    airflow: AirflowServer, ledger: sa.Engine, ledger_url: str
+) -> None:
+    """``marketkeeper backfill --via airflow --wait`` as a user runs it: the holes are filled remotely, the command
+    prints the run's end and exits 0; a refused option is one line, exit 1, nothing created; the password
+    never shows."""
+    import subprocess
+    import sys
+
+    start, end = DAY + timedelta(hours=6), DAY + timedelta(hours=7)
+    hole = (DAY + timedelta(hours=6, minutes=10), DAY + timedelta(hours=6, minutes=20))
+    store = SQLCandleStore(ledger)
+    ingest_range(GAPS_KEY, start, end, source=SyntheticSource(5, holes=[hole]), store=store, ledger=ledger)
+    assert store.count(GAPS_KEY, start, end) == 50
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "DATABASE_URL", "INFLUXDB", "REDIS"))},
+        "DATABASE_URL": ledger_url,
+        "AIRFLOW_API_URL": airflow.url,
+        "AIRFLOW_API_USER": airflow.username,
+        "AIRFLOW_API_PASSWORD": airflow.password,
+    }
+    series = ["-e", GAPS_KEY.exchange, "-s", GAPS_KEY.symbol, "-t", "1m", "--start", start.isoformat()]
+    command = [sys.executable, "-m", "marketkeeper", "backfill", *series, "--end", end.isoformat(), "--via", "airflow"]
+
+    done = subprocess.run([*command, "--wait", str(WAIT)], env=env, capture_output=True, text=True, timeout=WAIT + 60)
+    assert done.returncode == 0, done.stderr + airflow.log_tail()
+    assert "ohlcv_gaps run" in done.stdout and "ended success" in done.stdout
+    assert store.count(GAPS_KEY, start, end) == 60
+    assert airflow.password not in done.stdout + done.stderr
+
+    before = _created(airflow)
+    refused = subprocess.run([*command, "--source", "synthetic:9"], env=env, capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    assert refused.stderr.startswith("error: ") and len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+    assert _created(airflow) == before
