@@ -21,34 +21,36 @@ No accounts declared: the mapped task is skipped and the run succeeds.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
-from airflow.sdk import CronDataIntervalTimetable, Param, dag, task
+from airflow.sdk import CronDataIntervalTimetable, task
+
+from marketkeeper.airflow.dag_glue import marketkeeper_dag, selection_param
 
 
 @task
 def plan(**context: Any) -> list[str]:
-    """The account connection ids to snapshot."""
+    """The account connection ids to snapshot (a bad selection fails the run at once, without retries)."""
     from marketkeeper.airflow.accounts import declared_accounts
+    from marketkeeper.airflow.dag_glue import fail_fast
 
-    return declared_accounts(context["params"]["accounts"])
+    with fail_fast():
+        return declared_accounts(context["params"]["accounts"])
 
 
-@task(map_index_template="{{ account_id }}")
+@task(map_index_template="{{ map_label }}")
 def snapshot(conn_id: str, **context: Any) -> dict[str, object]:
     """Snapshot one account at the end of the run's data interval."""
-    from airflow.sdk import get_current_context
+    from airflow.sdk.exceptions import AirflowFailException
 
     from marketkeeper.airflow.accounts import snapshot as snapshot_account
+    from marketkeeper.airflow.dag_glue import set_map_label
 
-    # The map index is rendered from the current context; **context is only a copy of it.
-    get_current_context()["account_id"] = conn_id  # type: ignore[typeddict-unknown-key]
+    set_map_label(conn_id)
     at = context["data_interval_end"]
     if at is None:
-        from marketkeeper.errors import ConfigurationError
-
-        raise ConfigurationError("this run has no data interval to stamp the snapshot with")
+        raise AirflowFailException("this run has no data interval to stamp the snapshot with")
     return snapshot_account(conn_id, at).as_dict()
 
 
@@ -68,28 +70,16 @@ def summary(reports: list[dict[str, object]]) -> int:
     return count
 
 
-@dag(
-    dag_id="balance_snapshots",
+@marketkeeper_dag(
+    "balance_snapshots",
     schedule=CronDataIntervalTimetable("0 * * * *", timezone="UTC"),
-    start_date=datetime(2026, 11, 1, tzinfo=UTC),
-    catchup=False,
-    max_active_runs=1,
-    dagrun_timeout=timedelta(minutes=30),
-    doc_md=__doc__,
-    tags=["marketkeeper", "ledger", "balances"],
-    default_args={
-        "owner": "marketkeeper",
-        "retries": 3,
-        "retry_delay": timedelta(minutes=1),
-        "retry_exponential_backoff": True,
-    },
+    doc=__doc__,
+    tags=["ledger", "balances"],
+    timeout=timedelta(minutes=30),
+    retry_delay=timedelta(minutes=1),
     params={
-        "accounts": Param(
-            [],
-            type="array",
-            items={"type": "string"},
-            title="Accounts",
-            description="Account connection ids, one per line; empty = the Variable marketkeeper_balance_accounts.",
+        "accounts": selection_param(
+            "Accounts", "Account connection ids, one per line; empty = the Variable marketkeeper_balance_accounts."
         ),
     },
 )

@@ -20,43 +20,31 @@ re-fetches what the source has, one mapped task per market.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
-from airflow.sdk import Param, dag, task
+from airflow.sdk import Param, task
 
 from marketkeeper.airflow.dag_glue import (
     CANDLES_ALIAS,
-    default_args,
+    marketkeeper_dag,
     markets_param,
     max_failed_fraction_param,
+    plan_markets,
     time_param,
 )
-
-
-@task
-def plan(**context: Any) -> list[dict[str, Any]]:
-    """Sync the declared markets into the ledger and return the active (or selected) ones."""
-    from marketkeeper.airflow.dag_glue import fail_fast
-    from marketkeeper.airflow.ingestion import plan_markets
-
-    with fail_fast():
-        return plan_markets(context["params"]["markets"])
 
 
 @task(pool="exchange_api", outlets=[CANDLES_ALIAS], map_index_template="{{ map_label }}")
 def repair(market: dict[str, Any], **context: Any) -> dict[str, Any]:
     """Detect one market's holes, backfill the due ones, detect again; emit an Asset event per range written."""
-    from airflow.sdk import Asset
-
-    from marketkeeper.airflow.dag_glue import airflow_ids, fail_fast, set_map_label
+    from marketkeeper.airflow.dag_glue import airflow_ids, emit_asset_events, fail_fast, set_map_label
     from marketkeeper.airflow.gaps import repair_market
 
     set_map_label(f"{market['exchange']}:{market['symbol']}:{market['base_timeframe']}")
     with fail_fast():
         summary, events = repair_market(market, context["params"], airflow=airflow_ids(context))
-    for event in events:
-        context["outlet_events"][CANDLES_ALIAS].add(Asset(name=event["name"], uri=event["uri"]), extra=event["extra"])
+    emit_asset_events(context, events)
     return dict(summary)
 
 
@@ -77,16 +65,14 @@ def summary(reports: list[dict[str, Any]]) -> dict[str, int]:
     return raise_on_failures(reports)
 
 
-@dag(
-    dag_id="ohlcv_gaps",
+@marketkeeper_dag(
+    "ohlcv_gaps",
     schedule="@daily",
-    start_date=datetime(2026, 11, 1, tzinfo=UTC),
-    catchup=False,
-    max_active_runs=1,
-    dagrun_timeout=timedelta(hours=6),
-    doc_md=__doc__,
-    tags=["marketkeeper", "ohlcv", "gaps"],
-    default_args=default_args(retries=2, retry_delay=timedelta(minutes=5)),
+    doc=__doc__,
+    tags=["ohlcv", "gaps"],
+    timeout=timedelta(hours=6),
+    retries=2,
+    retry_delay=timedelta(minutes=5),
     params={
         "markets": markets_param(),
         "start": time_param("Window start (UTC)", "Empty = the market's first date (or window_days)."),
@@ -108,7 +94,7 @@ def summary(reports: list[dict[str, Any]]) -> dict[str, int]:
     },
 )
 def ohlcv_gaps() -> None:
-    summary(repair.expand(market=plan()))
+    summary(repair.expand(market=plan_markets()))
 
 
 ohlcv_gaps()

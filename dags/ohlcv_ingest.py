@@ -27,36 +27,25 @@ Exchange calls share the `exchange_api` pool.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
-from airflow.sdk import CronDataIntervalTimetable, dag, task
+from airflow.sdk import CronDataIntervalTimetable, task
 
 from marketkeeper.airflow.dag_glue import (
     CANDLES_ALIAS,
-    default_args,
+    marketkeeper_dag,
     markets_param,
     max_failed_fraction_param,
+    plan_markets,
     time_param,
 )
-
-
-@task
-def plan(**context: Any) -> list[dict[str, Any]]:
-    """Sync the declared markets into the ledger and return the active ones (or the selected ones)."""
-    from marketkeeper.airflow.dag_glue import fail_fast
-    from marketkeeper.airflow.ingestion import plan_markets
-
-    with fail_fast():
-        return plan_markets(context["params"]["markets"])
 
 
 @task(pool="exchange_api", outlets=[CANDLES_ALIAS], map_index_template="{{ map_label }}")
 def ingest(market: dict[str, Any], **context: Any) -> dict[str, Any]:
     """Ingest one market's candles that closed in the run's data interval (or the explicit start/end)."""
-    from airflow.sdk import Asset
-
-    from marketkeeper.airflow.dag_glue import airflow_ids, fail_fast, set_map_label
+    from marketkeeper.airflow.dag_glue import airflow_ids, emit_asset_events, fail_fast, set_map_label
     from marketkeeper.airflow.ingestion import ingest_market, interval_for
 
     set_map_label(f"{market['exchange']}:{market['symbol']}:{market['base_timeframe']}")
@@ -69,8 +58,7 @@ def ingest(market: dict[str, Any], **context: Any) -> dict[str, Any]:
         max_failed_fraction=float(context["params"]["max_failed_fraction"]),
         airflow=airflow_ids(context),
     )
-    for event in events:
-        context["outlet_events"][CANDLES_ALIAS].add(Asset(name=event["name"], uri=event["uri"]), extra=event["extra"])
+    emit_asset_events(context, events)
     return dict(summary)
 
 
@@ -93,16 +81,13 @@ def summary(reports: list[dict[str, Any]]) -> dict[str, int]:
     return totals
 
 
-@dag(
-    dag_id="ohlcv_ingest",
+@marketkeeper_dag(
+    "ohlcv_ingest",
     schedule=CronDataIntervalTimetable("0 * * * *", timezone="UTC"),
-    start_date=datetime(2026, 11, 1, tzinfo=UTC),
-    catchup=False,
+    doc=__doc__,
+    tags=["ohlcv", "ingestion"],
+    timeout=timedelta(hours=2),
     max_active_runs=4,
-    dagrun_timeout=timedelta(hours=2),
-    doc_md=__doc__,
-    tags=["marketkeeper", "ohlcv", "ingestion"],
-    default_args=default_args(),
     params={
         "markets": markets_param(),
         "start": time_param("Start (UTC, inclusive)", "First open time; with End, replaces the data interval."),
@@ -111,7 +96,7 @@ def summary(reports: list[dict[str, Any]]) -> dict[str, int]:
     },
 )
 def ohlcv_ingest() -> None:
-    summary(ingest.expand(market=plan()))
+    summary(ingest.expand(market=plan_markets()))
 
 
 ohlcv_ingest()

@@ -20,34 +20,36 @@ Sharpe, Sortino and Calmar ratios and the max drawdown of its equity curve, and 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
-from airflow.sdk import CronDataIntervalTimetable, Param, dag, task
+from airflow.sdk import CronDataIntervalTimetable, Param, task
+
+from marketkeeper.airflow.dag_glue import marketkeeper_dag, selection_param, time_param
 
 
 @task
 def plan(**context: Any) -> list[str]:
-    """The ids of the bots to roll up."""
+    """The ids of the bots to roll up (an unknown bot fails the run at once, without retries)."""
+    from marketkeeper.airflow.dag_glue import fail_fast
     from marketkeeper.airflow.rollups import plan_bots
 
-    return plan_bots(context["params"]["bots"])
+    with fail_fast():
+        return plan_bots(context["params"]["bots"])
 
 
-@task(map_index_template="{{ bot_label }}")
+@task(map_index_template="{{ map_label }}")
 def rollup(bot_id: str, **context: Any) -> dict[str, Any]:
     """Roll one bot up over the run's day, or over the start_date..end_date params."""
-    from airflow.sdk import get_current_context
-
+    from marketkeeper.airflow.dag_glue import fail_fast, set_map_label
     from marketkeeper.airflow.rollups import days_for
     from marketkeeper.airflow.rollups import rollup as rollup_bot
 
-    # The map index is rendered from the current context; **context is only a copy of it.
-    current = get_current_context()
-    current["bot_label"] = bot_id  # type: ignore[typeddict-unknown-key]
-    first, last = days_for(context)
+    set_map_label(bot_id)
+    with fail_fast():
+        first, last = days_for(context)
     report = rollup_bot(bot_id, first, last, window_days=context["params"]["window_days"])
-    current["bot_label"] = f"{report['bot']} ({bot_id[:8]})"  # type: ignore[typeddict-unknown-key]
+    set_map_label(f"{report['bot']} ({bot_id[:8]})")
     return report
 
 
@@ -69,38 +71,19 @@ def summary(reports: list[dict[str, Any]]) -> int:
     return count
 
 
-@dag(
-    dag_id="performance_rollups",
+@marketkeeper_dag(
+    "performance_rollups",
     schedule=CronDataIntervalTimetable("30 0 * * *", timezone="UTC"),
-    start_date=datetime(2026, 11, 1, tzinfo=UTC),
-    catchup=False,
-    max_active_runs=1,
-    dagrun_timeout=timedelta(hours=2),
-    doc_md=__doc__,
-    tags=["marketkeeper", "ledger", "performance"],
-    default_args={"owner": "marketkeeper", "retries": 2, "retry_delay": timedelta(minutes=2)},
+    doc=__doc__,
+    tags=["ledger", "performance"],
+    timeout=timedelta(hours=2),
+    retries=2,
     params={
-        "bots": Param(
-            [],
-            type="array",
-            items={"type": "string"},
-            title="Bots",
-            description="Bot ids or unique names, one per line; empty = every bot.",
+        "bots": selection_param("Bots", "Bot ids or unique names, one per line; empty = every bot."),
+        "start_date": time_param(
+            "Start date (UTC, inclusive)", "With End date, replaces the run's day: recompute history.", date_only=True
         ),
-        "start_date": Param(
-            None,
-            type=["null", "string"],
-            format="date",
-            title="Start date (UTC, inclusive)",
-            description="With End date, replaces the run's day: recompute history.",
-        ),
-        "end_date": Param(
-            None,
-            type=["null", "string"],
-            format="date",
-            title="End date (UTC, inclusive)",
-            description="Defaults to Start date.",
-        ),
+        "end_date": time_param("End date (UTC, inclusive)", "Defaults to Start date.", date_only=True),
         "window_days": Param(
             90,
             type=["null", "integer"],

@@ -14,12 +14,12 @@ connection. Safe to run any time: it only reads.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
-from airflow.sdk import dag, task
+from airflow.sdk import task
 
-from marketkeeper.airflow.dag_glue import default_args
+from marketkeeper.airflow.dag_glue import marketkeeper_dag
 
 STORES = ("ledger", "influxdb", "redis")
 
@@ -60,16 +60,14 @@ def summary(**context: Any) -> list[dict[str, object]]:
     return report
 
 
-@dag(
-    dag_id="stores_check",
+@marketkeeper_dag(
+    "stores_check",
     schedule="@hourly",
-    start_date=datetime(2026, 1, 1, tzinfo=UTC),
-    catchup=False,
-    max_active_runs=1,
-    dagrun_timeout=timedelta(minutes=15),
-    doc_md=__doc__,
-    tags=["marketkeeper", "health"],
-    default_args=default_args(retries=2, retry_delay=timedelta(minutes=1)),
+    doc=__doc__,
+    tags=["health"],
+    timeout=timedelta(minutes=15),
+    retries=2,
+    retry_delay=timedelta(minutes=1),
 )
 def stores_check() -> None:
     [_check_task(store) for store in STORES] >> summary()

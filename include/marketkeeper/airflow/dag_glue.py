@@ -8,11 +8,11 @@ parsing a DAG file stays cheap and does no I/O.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping
-from datetime import timedelta
+from collections.abc import Callable, Iterator, Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final, TypedDict
 
-from airflow.sdk import AssetAlias, Param
+from airflow.sdk import AssetAlias, Param, dag, task
 
 __all__ = [
     "CANDLES_ALIAS",
@@ -21,9 +21,13 @@ __all__ = [
     "AssetEvent",
     "airflow_ids",
     "default_args",
+    "emit_asset_events",
     "fail_fast",
+    "marketkeeper_dag",
     "markets_param",
     "max_failed_fraction_param",
+    "plan_markets",
+    "selection_param",
     "set_map_label",
     "time_param",
 ]
@@ -45,14 +49,47 @@ def default_args(*, retries: int = 3, retry_delay: timedelta = timedelta(minutes
     }
 
 
+#: When every marketkeeper DAG's schedule begins (runs are not caught up: ``catchup=False``).
+START_DATE: Final = datetime(2026, 11, 1, tzinfo=UTC)
+
+
+def marketkeeper_dag(
+    dag_id: str,
+    *,
+    schedule: Any,
+    doc: str | None,
+    tags: list[str],
+    timeout: timedelta,
+    max_active_runs: int = 1,
+    retries: int = 3,
+    retry_delay: timedelta = timedelta(minutes=2),
+    params: Mapping[str, Param] | None = None,
+) -> Callable[..., Any]:
+    """The ``@dag`` of a marketkeeper DAG: the shared start date, no catch-up, owner and retries, the file's
+    docstring as ``doc_md``, the ``marketkeeper`` tag first."""
+    return dag(
+        dag_id=dag_id,
+        schedule=schedule,
+        start_date=START_DATE,
+        catchup=False,
+        max_active_runs=max_active_runs,
+        dagrun_timeout=timeout,
+        doc_md=doc,
+        tags=["marketkeeper", *tags],
+        default_args=default_args(retries=retries, retry_delay=retry_delay),
+        params=dict(params or {}),
+    )
+
+
+def selection_param(title: str, description: str) -> Param:
+    """A trigger-form list of names, one per line (markets, bots, accounts); empty = all of them."""
+    return Param([], type="array", items={"type": "string"}, title=title, description=description)
+
+
 def markets_param() -> Param:
     """The trigger form's market selection: labels ``exchange:symbol[:timeframe]``; empty = every active one."""
-    return Param(
-        [],
-        type="array",
-        items={"type": "string"},
-        title="Markets",
-        description="exchange:symbol or exchange:symbol:timeframe, one per line; empty = every active market.",
+    return selection_param(
+        "Markets", "exchange:symbol or exchange:symbol:timeframe, one per line; empty = every active market."
     )
 
 
@@ -67,9 +104,10 @@ def max_failed_fraction_param() -> Param:
     )
 
 
-def time_param(title: str, description: str = "") -> Param:
-    """An optional ISO 8601 time of the trigger form (UTC when typed without an offset)."""
-    return Param(None, type=["null", "string"], format="date-time", title=title, description=description)
+def time_param(title: str, description: str = "", *, date_only: bool = False) -> Param:
+    """An optional ISO 8601 time (or, ``date_only``, a day) of the trigger form; UTC when typed without an offset."""
+    kind = "date" if date_only else "date-time"
+    return Param(None, type=["null", "string"], format=kind, title=title, description=description)
 
 
 @contextlib.contextmanager
@@ -94,6 +132,24 @@ def set_map_label(label: str) -> None:
     from airflow.sdk import get_current_context
 
     get_current_context()[MAP_LABEL] = label  # type: ignore[typeddict-unknown-key]
+
+
+@task(task_id="plan")
+def plan_markets(**context: Any) -> list[dict[str, Any]]:
+    """Sync the declared markets into the ledger and return the active (or selected) ones, to map over."""
+    from marketkeeper.airflow.ingestion import plan_markets as plan
+
+    with fail_fast():
+        return plan(context["params"]["markets"])
+
+
+def emit_asset_events(context: Mapping[str, Any], events: list[dict[str, Any]]) -> None:
+    """Emit each candle-series Asset event (:func:`~marketkeeper.airflow.ingestion.asset_event`) through the
+    alias, so downstream DAGs see exactly the series and ranges written."""
+    from airflow.sdk import Asset
+
+    for event in events:
+        context["outlet_events"][CANDLES_ALIAS].add(Asset(name=event["name"], uri=event["uri"]), extra=event["extra"])
 
 
 def airflow_ids(context: Mapping[str, Any]) -> dict[str, str]:
