@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from marketkeeper.gaps.backfill import BackfillError, BackfillReport, Detection, backfill_series, detect_series
-from marketkeeper.locks import series_lock
 from marketkeeper.markets import MarketSpec
-from marketkeeper.services.policy import DEFAULT_MAX_FAILED_FRACTION, LockPolicy, lock_policy
+from marketkeeper.services.policy import DEFAULT_MAX_FAILED_FRACTION, LockPolicy
+from marketkeeper.services.writer import series_writer
 from marketkeeper.sources.base import CandleSource
 from marketkeeper.store_set import StoreConfig, StoreSet
 from marketkeeper.timeframes import ensure_utc
@@ -80,11 +80,7 @@ def backfill_market(
     spec = request.market
     clock = ensure_utc(now, "now") if now is not None else datetime.now(UTC)
     source = source or make_source(spec.source, exchange=spec.exchange)
-    rules = policy or lock_policy()
-    with (
-        StoreSet.open(config) as stores,
-        series_lock(spec.key, ledger=stores.ledger, wait=rules.wait, ttl=rules.ttl) as lock,
-    ):
+    with series_writer(config, spec.key, policy) as (stores, lock):
         detected = detect_series(
             spec.key, store=stores.candles, ledger=stores.ledger, start=request.start, end=request.end, now=clock
         )

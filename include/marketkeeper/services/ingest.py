@@ -10,11 +10,11 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from marketkeeper.ingest import IngestReport, ingest_range
-from marketkeeper.locks import series_lock
 from marketkeeper.markets import MarketSpec
-from marketkeeper.services.policy import DEFAULT_MAX_FAILED_FRACTION, LockPolicy, lock_policy
+from marketkeeper.services.policy import DEFAULT_MAX_FAILED_FRACTION, LockPolicy
+from marketkeeper.services.writer import series_writer
 from marketkeeper.sources.base import CandleSource
-from marketkeeper.store_set import StoreConfig, StoreSet
+from marketkeeper.store_set import StoreConfig
 from marketkeeper.timeframes import Timeframe, check_range
 
 __all__ = ["IngestRequest", "closed_in_interval", "ingest_series"]
@@ -75,11 +75,7 @@ def ingest_series(
     if spec.first_time is not None:
         start = min(max(start, spec.first_time), end)
     source = source or make_source(spec.source, exchange=spec.exchange)
-    rules = policy or lock_policy()
-    with (
-        StoreSet.open(config) as stores,
-        series_lock(spec.key, ledger=stores.ledger, wait=rules.wait, ttl=rules.ttl) as lock,
-    ):
+    with series_writer(config, spec.key, policy) as (stores, lock):
         return ingest_range(
             spec.key,
             start,
