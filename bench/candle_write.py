@@ -24,7 +24,9 @@ from sqlalchemy.engine import make_url
 from marketkeeper.candles import SeriesKey
 from marketkeeper.influxdb import InfluxDBClient
 from marketkeeper.ledger import create_ledger_engine, migrate
-from marketkeeper.stores import InfluxDBCandleStore, SQLCandleStore, format_candle_lines, prepare_candles
+from marketkeeper.stores import InfluxDBCandleStore, SQLCandleStore
+from marketkeeper.stores.base import prepare_candles
+from marketkeeper.stores.influxdb import format_candle_lines
 
 BENCH_DB = "marketkeeper_bench"
 KEY = SeriesKey.of("binance", "BTC/USDT", "1m")

@@ -15,7 +15,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
-from marketkeeper.airflow_api import AirflowAuthError, AirflowClient, WaitProgress
+from marketkeeper.airflow_api import AirflowClient, WaitProgress
+from marketkeeper.airflow_api.errors import AirflowAuthError
 from marketkeeper.candles import SeriesKey
 from marketkeeper.ingest import ingest_range
 from marketkeeper.ledger import CandleGap, GapStatus, Market, create_ledger_engine, migrate, session_scope

@@ -20,8 +20,8 @@ from marketkeeper.markets import MarketSpec
 from marketkeeper.redis_client import RedisClient
 from marketkeeper.services.gaps import BackfillRequest, backfill_market
 from marketkeeper.services.policy import LockPolicy
-from marketkeeper.sources import SourceUnavailableError, SyntheticSource
-from marketkeeper.sources.base import CandleBatch, CandleSource
+from marketkeeper.sources import SyntheticSource
+from marketkeeper.sources.base import CandleBatch, CandleSource, SourceUnavailableError
 from marketkeeper.store_set import StoreConfig
 from marketkeeper.stores.base import CandleStore
 from marketkeeper.stores.influxdb import InfluxDBCandleStore

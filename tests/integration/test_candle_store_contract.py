@@ -23,14 +23,8 @@ from marketkeeper.candles import CANDLE_COLUMNS, DTYPES, SeriesKey, normalize_fr
 from marketkeeper.errors import MarketkeeperError
 from marketkeeper.influxdb import InfluxDBClient
 from marketkeeper.ledger import create_ledger_engine, migrate
-from marketkeeper.stores import (
-    CandleStore,
-    CandleStoreError,
-    CandleStoreMissingError,
-    CandleStoreUnavailableError,
-    InfluxDBCandleStore,
-    SQLCandleStore,
-)
+from marketkeeper.stores import CandleStore, CandleStoreError, InfluxDBCandleStore, SQLCandleStore
+from marketkeeper.stores.base import CandleStoreMissingError, CandleStoreUnavailableError
 from marketkeeper.timeframes import NaiveDatetimeError
 
 pytestmark = pytest.mark.integration

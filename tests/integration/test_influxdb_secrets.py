@@ -34,7 +34,8 @@ from marketkeeper.influxdb import (
     split_credentials,
 )
 from marketkeeper.settings import Settings
-from marketkeeper.stores import CandleStoreError, CandleStoreMissingError, InfluxDBCandleStore
+from marketkeeper.stores import CandleStoreError, InfluxDBCandleStore
+from marketkeeper.stores.base import CandleStoreMissingError
 from tests.conftest import INFLUXDB_TEST_URL
 
 pytestmark = pytest.mark.integration

@@ -15,14 +15,8 @@ from typing import Any, ClassVar
 
 import pytest
 
-from marketkeeper.airflow_api import (
-    AirflowAPIError,
-    AirflowAuthError,
-    AirflowClient,
-    AirflowConflictError,
-    AirflowUnavailableError,
-    AirflowWaitTimeoutError,
-)
+from marketkeeper.airflow_api import AirflowAPIError, AirflowClient, AirflowWaitTimeoutError
+from marketkeeper.airflow_api.errors import AirflowAuthError, AirflowConflictError, AirflowUnavailableError
 
 PASSWORD = "s3cret-pw"
 

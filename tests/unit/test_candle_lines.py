@@ -12,7 +12,9 @@ import pytest
 
 from marketkeeper.candles import SeriesKey
 from marketkeeper.influxdb import format_line
-from marketkeeper.stores import CandleStoreError, format_candle_lines, prepare_candles
+from marketkeeper.stores import CandleStoreError
+from marketkeeper.stores.base import prepare_candles
+from marketkeeper.stores.influxdb import format_candle_lines
 from marketkeeper.stores.sql_copy import copy_payload
 
 T0 = datetime(2024, 3, 1, tzinfo=UTC)

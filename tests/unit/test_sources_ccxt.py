@@ -15,14 +15,14 @@ import pytest
 
 from marketkeeper.candles import SeriesKey
 from marketkeeper.errors import ConfigurationError
-from marketkeeper.sources import (
+from marketkeeper.sources import make_source
+from marketkeeper.sources.base import (
     CandleSource,
     SourceError,
     SourceUnavailableError,
     UnknownExchangeError,
     UnknownSymbolError,
     UnsupportedTimeframeError,
-    make_source,
 )
 from marketkeeper.sources.ccxt_source import DEFAULT_LIMIT, CcxtSource, make_exchange, per_call_limit
 from tests.fakes import FakeExchange, make_rows

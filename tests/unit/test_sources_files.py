@@ -11,13 +11,8 @@ import pandas as pd
 import pytest
 
 from marketkeeper.candles import SeriesKey
-from marketkeeper.sources import (
-    BinanceFilesSource,
-    ChecksumMismatchError,
-    CorruptFileError,
-    NoDataError,
-    make_source,
-)
+from marketkeeper.sources import BinanceFilesSource, make_source
+from marketkeeper.sources.base import ChecksumMismatchError, CorruptFileError, NoDataError
 from marketkeeper.sources.binance_files import binance_interval, binance_symbol
 from marketkeeper.timeframes import Timeframe
 

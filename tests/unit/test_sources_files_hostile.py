@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from marketkeeper.candles import SeriesKey
-from marketkeeper.sources import BinanceFilesSource, CorruptFileError, Reject, SourceError, UnknownSymbolError
+from marketkeeper.sources import BinanceFilesSource
+from marketkeeper.sources.base import CorruptFileError, Reject, SourceError, UnknownSymbolError
 from marketkeeper.sources.binance_files import MAX_ROW_BYTES, capped_lines, max_file_bytes
 from marketkeeper.timeframes import InvalidRangeError
 from tests.unit.test_sources_files import KEY, LATER, T0, kline_lines, source, write_csv, write_zip

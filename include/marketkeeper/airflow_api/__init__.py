@@ -6,39 +6,8 @@ server (without credentials) and Airflow's reason; the password is never part of
 """
 
 from marketkeeper.airflow_api.client import AirflowClient
-from marketkeeper.airflow_api.errors import (
-    AirflowAPIError,
-    AirflowAuthError,
-    AirflowConflictError,
-    AirflowNotFoundError,
-    AirflowUnavailableError,
-    AirflowWaitTimeoutError,
-)
-from marketkeeper.airflow_api.models import (
-    FINISHED_RUN_STATES,
-    Backfill,
-    DagInfo,
-    DagRun,
-    ProgressCallback,
-    ReprocessBehavior,
-    TaskInstance,
-    WaitProgress,
-)
+from marketkeeper.airflow_api.errors import AirflowAPIError, AirflowWaitTimeoutError
+from marketkeeper.airflow_api.models import DagRun, ProgressCallback, WaitProgress
 
-__all__ = [
-    "FINISHED_RUN_STATES",
-    "AirflowAPIError",
-    "AirflowAuthError",
-    "AirflowClient",
-    "AirflowConflictError",
-    "AirflowNotFoundError",
-    "AirflowUnavailableError",
-    "AirflowWaitTimeoutError",
-    "Backfill",
-    "DagInfo",
-    "DagRun",
-    "ProgressCallback",
-    "ReprocessBehavior",
-    "TaskInstance",
-    "WaitProgress",
-]
+# The other errors and models are imported from their modules (errors, models).
+__all__ = ["AirflowAPIError", "AirflowClient", "AirflowWaitTimeoutError", "DagRun", "ProgressCallback", "WaitProgress"]

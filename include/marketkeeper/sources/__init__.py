@@ -1,4 +1,5 @@
-"""Where candles come from: one :class:`CandleSource` interface; ccxt, Binance-files and synthetic kinds.
+"""Where candles come from: one :class:`~marketkeeper.sources.base.CandleSource` interface (its errors in the same
+module); ccxt, Binance-files and synthetic kinds.
 
 ``make_source`` turns the CLI's ``--source`` spelling (``ccxt``, ``files:DIR``, ``synthetic[:SEED]``)
 into one.
@@ -12,42 +13,12 @@ from datetime import datetime
 from typing import Any
 
 from marketkeeper.errors import ConfigurationError
-from marketkeeper.sources.base import (
-    CandleBatch,
-    CandleSource,
-    ChecksumMismatchError,
-    CorruptFileError,
-    NoDataError,
-    Reject,
-    SourceError,
-    SourceUnavailableError,
-    UnknownExchangeError,
-    UnknownSymbolError,
-    UnsupportedTimeframeError,
-    rejects_frame,
-)
+from marketkeeper.sources.base import CandleSource
 from marketkeeper.sources.binance_files import BinanceFilesSource
 from marketkeeper.sources.synthetic import SyntheticSource
 
-__all__ = [
-    "SOURCE_SPECS",
-    "BinanceFilesSource",
-    "CandleBatch",
-    "CandleSource",
-    "ChecksumMismatchError",
-    "CorruptFileError",
-    "NoDataError",
-    "Reject",
-    "SourceError",
-    "SourceUnavailableError",
-    "SyntheticSource",
-    "UnknownExchangeError",
-    "UnknownSymbolError",
-    "UnsupportedTimeframeError",
-    "make_source",
-    "parse_source_spec",
-    "rejects_frame",
-]
+# The interface, its batches and its errors are imported from marketkeeper.sources.base.
+__all__ = ["SOURCE_SPECS", "BinanceFilesSource", "SyntheticSource", "make_source", "parse_source_spec"]
 
 #: The spellings :func:`make_source` accepts, for help texts and error messages.
 SOURCE_SPECS = ("ccxt", "ccxt:EXCHANGE", "files:DIR", "synthetic", "synthetic:SEED")

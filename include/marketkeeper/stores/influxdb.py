@@ -7,7 +7,7 @@ template itself holds only the store's constant field keys, never a name from th
 ``A{x}`` would otherwise be read as a placeholder). Reads and deletes use bound parameters.
 
 The database must exist: :meth:`InfluxDBCandleStore.ensure_database` is the explicit step that creates it,
-and an operation on a missing one raises :class:`~marketkeeper.stores.CandleStoreMissingError`.
+and an operation on a missing one raises :class:`~marketkeeper.stores.base.CandleStoreMissingError`.
 
 InfluxDB merges the fields of a point written twice, so a rewrite that leaves out ``quote_volume`` or
 ``trade_count`` keeps the stored value: that is the contract of every candle store (see
