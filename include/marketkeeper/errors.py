@@ -1,6 +1,13 @@
-"""The exception hierarchy: every failure marketkeeper raises names what was wrong and where."""
+"""The exception hierarchy: every failure marketkeeper raises names what was wrong and where (series and range
+spelled by :func:`series_context` and :func:`format_range`)."""
 
 from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from marketkeeper.candles import SeriesKey
 
 
 class MarketkeeperError(Exception):
@@ -18,3 +25,19 @@ class StoreUnavailableError(MarketkeeperError):
         super().__init__(f"{store} is unreachable: {cause}")
         self.store = store
         self.cause = cause
+
+
+def format_range(start: datetime, end: datetime) -> str:
+    """A half-open range as every message spells it: ``[2024-05-06T00:00:00+00:00, 2024-05-07T00:00:00+00:00)``."""
+    return f"[{start.isoformat()}, {end.isoformat()})"
+
+
+def series_context(
+    key: SeriesKey | None = None, start: datetime | None = None, end: datetime | None = None
+) -> list[str]:
+    """The parts of an error's context that name a series and a range (``series K``, ``range [a, b)``), each
+    only when known: the errors of sources and stores join them after their own parts."""
+    context = [] if key is None else [f"series {key}"]
+    if start is not None and end is not None:
+        context.append(f"range {format_range(start, end)}")
+    return context

@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 
 from marketkeeper.candles import OPEN_TIME, SeriesKey
-from marketkeeper.errors import MarketkeeperError
+from marketkeeper.errors import MarketkeeperError, format_range
 from marketkeeper.quality.gx import GateEvaluationError, run_suite
 from marketkeeper.quality.split import (
     FAILED_EXPECTATION,
@@ -75,7 +75,7 @@ class QualityGateError(MarketkeeperError):
     ) -> None:
         listed = ", ".join(f"{name} x{count}" for name, count in failures.items())
         super().__init__(
-            f"quality gate failed for {key} over [{start.isoformat()}, {end.isoformat()}): "
+            f"quality gate failed for {key} over {format_range(start, end)}: "
             f"{rows_failed} of {rows_checked} rows ({rows_failed / rows_checked:.2%}) failed, above the "
             f"{max_failed_fraction:.2%} threshold; failed expectations: {listed} "
             "(the rows are in quarantined_candles)"

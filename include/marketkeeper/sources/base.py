@@ -15,7 +15,7 @@ from typing import NamedTuple
 import pandas as pd
 
 from marketkeeper.candles import SeriesKey
-from marketkeeper.errors import MarketkeeperError
+from marketkeeper.errors import MarketkeeperError, series_context
 
 __all__ = [
     "CandleBatch",
@@ -45,11 +45,7 @@ class SourceError(MarketkeeperError):
         start: datetime | None = None,
         end: datetime | None = None,
     ) -> None:
-        context = [f"source {source}"]
-        if key is not None:
-            context.append(f"series {key}")
-        if start is not None and end is not None:
-            context.append(f"range [{start.isoformat()}, {end.isoformat()})")
+        context = [f"source {source}", *series_context(key, start, end)]
         super().__init__(f"{message} ({', '.join(context)})")
         self.source = source
         self.key = key

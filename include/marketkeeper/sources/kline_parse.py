@@ -26,6 +26,7 @@ from marketkeeper.candles import (
     SeriesKey,
     normalize_frame,
 )
+from marketkeeper.errors import format_range
 from marketkeeper.sources.base import CorruptFileError, Reject
 from marketkeeper.timeframes import to_ns
 
@@ -61,7 +62,7 @@ class KlinePeriod:
     max_rows: int
 
     def __str__(self) -> str:
-        return f"[{self.start.isoformat()}, {self.end.isoformat()})"
+        return format_range(self.start, self.end)
 
 
 def parse_kline_lines(

@@ -36,7 +36,7 @@ from marketkeeper.candles import (
     normalize_frame,
     open_time_ns,
 )
-from marketkeeper.errors import MarketkeeperError
+from marketkeeper.errors import MarketkeeperError, series_context
 from marketkeeper.timeframes import check_range
 
 __all__ = [
@@ -74,11 +74,7 @@ class CandleStoreError(MarketkeeperError):
         start: datetime | None = None,
         end: datetime | None = None,
     ) -> None:
-        where = [store, operation]
-        if key is not None:
-            where.append(f"series {key}")
-        if start is not None and end is not None:
-            where.append(f"range [{start.isoformat()}, {end.isoformat()})")
+        where = [store, operation, *series_context(key, start, end)]
         super().__init__(f"{' | '.join(where)}: {cause}")
         self.store = store
         self.operation = operation
