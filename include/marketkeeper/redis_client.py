@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from types import TracebackType
 
 import redis
 
+from marketkeeper.closing import Closing
 from marketkeeper.errors import StoreUnavailableError
 
 
@@ -23,7 +23,7 @@ class ServerInfo:
     latency_ms: float
 
 
-class RedisClient:
+class RedisClient(Closing):
     """redis-py with a key prefix and typed errors.
 
     :param url: a ``redis://`` or ``rediss://`` URL; the DB index is the path (``redis://host:6379/2``).
@@ -68,14 +68,6 @@ class RedisClient:
 
     def close(self) -> None:
         self.raw.close()
-
-    def __enter__(self) -> RedisClient:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
     @property
     def target(self) -> str:

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
 from marketkeeper.candle_cache import CandleCache
+from marketkeeper.closing import Closing
 from marketkeeper.settings import Settings, get_settings
 from marketkeeper.stores.base import CandleStore
 
@@ -85,7 +85,7 @@ class StoreConfig:
 
 
 @dataclass
-class StoreSet:
+class StoreSet(Closing):
     """Open stores of one job; close them with :meth:`close` or ``with``."""
 
     ledger: sa.Engine
@@ -126,11 +126,3 @@ class StoreSet:
         if self.cache is not None:
             self.cache.client.close()
         self.ledger.dispose()
-
-    def __enter__(self) -> StoreSet:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()

@@ -8,7 +8,6 @@ import time
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from datetime import datetime
-from types import TracebackType
 from typing import Any, Final
 from urllib.parse import quote, urlsplit
 
@@ -34,6 +33,7 @@ from marketkeeper.airflow_api.models import (
     TaskInstance,
     WaitProgress,
 )
+from marketkeeper.closing import Closing
 from marketkeeper.timeframes import check_range
 
 __all__ = ["AirflowClient"]
@@ -43,7 +43,7 @@ _TIMEOUT: Final = 30.0
 _PAGE: Final = 100
 
 
-class AirflowClient:
+class AirflowClient(Closing):
     """Authenticates against ``/auth/token`` and calls ``/api/v2``.
 
     :param url: the API server's base URL, e.g. ``http://localhost:8080``.
@@ -358,11 +358,3 @@ class AirflowClient:
 
     def close(self) -> None:
         self._session.close()
-
-    def __enter__(self) -> AirflowClient:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()

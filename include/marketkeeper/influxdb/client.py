@@ -14,12 +14,12 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import requests
 from zlib_ng import gzip_ng  # zlib-ng: the same gzip stream as the stdlib's, about twice as fast
 
+from marketkeeper.closing import Closing
 from marketkeeper.errors import ConfigurationError
 from marketkeeper.influxdb.errors import (
     InfluxDBDatabaseNotFoundError,
@@ -91,7 +91,7 @@ def _offending_line(message: str, batch: list[str]) -> str | None:
     return None
 
 
-class InfluxDBClient:
+class InfluxDBClient(Closing):
     """Talks to one database over InfluxDB's v1-compatible HTTP API.
 
     Every query is sent as a POST with a form body: InfluxDB 1.x accepts POST for all statements (and
@@ -363,14 +363,6 @@ class InfluxDBClient:
 
     def close(self) -> None:
         self._http.close()
-
-    def __enter__(self) -> InfluxDBClient:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         # The URL holds no credentials (they were taken out in __init__), and never the token or password.

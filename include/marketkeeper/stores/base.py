@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from types import TracebackType
 from typing import ClassVar
 
 import numpy as np
@@ -36,6 +35,7 @@ from marketkeeper.candles import (
     normalize_frame,
     open_time_ns,
 )
+from marketkeeper.closing import Closing
 from marketkeeper.errors import MarketkeeperError, series_context
 from marketkeeper.timeframes import check_range
 
@@ -201,7 +201,7 @@ def frame_from_columns(
     return out
 
 
-class CandleStore(abc.ABC):
+class CandleStore(Closing):
     """Candle series keyed by exchange, symbol, timeframe and open time; one implementation per backend.
 
     Every range is half-open, ``[start, end)``, and every datetime must be timezone-aware (naive ones raise
@@ -265,14 +265,6 @@ class CandleStore(abc.ABC):
     @abc.abstractmethod
     def close(self) -> None:
         """Release what the store owns (a client or engine it was built with, not one it was given)."""
-
-    def __enter__(self) -> CandleStore:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name}>"
