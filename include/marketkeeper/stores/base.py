@@ -10,7 +10,8 @@ copies it with ``COALESCE``).
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterator
+import logging
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -37,7 +38,7 @@ from marketkeeper.candles import (
 )
 from marketkeeper.closing import Closing
 from marketkeeper.errors import MarketkeeperError, series_context
-from marketkeeper.timeframes import check_range
+from marketkeeper.timeframes import TimeframeError, check_range
 
 __all__ = [
     "VALUE_COLUMNS",
@@ -218,7 +219,6 @@ class CandleStore(Closing):
     def name(self) -> str:
         """Which store this is, for messages (never a password or token)."""
 
-    @abc.abstractmethod
     def write(self, key: SeriesKey, frame: pd.DataFrame) -> int:
         """Upsert ``frame``'s candles into series ``key`` and return how many candles were written.
 
@@ -229,6 +229,21 @@ class CandleStore(Closing):
         :raises CandleStoreError: the frame cannot be stored or the store failed (nothing or part of the
             frame may be stored then; writing it again completes it without duplicates).
         """
+        prepared = prepare_candles(self._check_key(key), frame, store=self.name)
+        self._check_writable(key)
+        if len(prepared) == 0:
+            return 0
+        with self._failing("write", key, prepared.start, prepared.end):
+            self._write(prepared)
+        logging.getLogger(type(self).__module__).debug("wrote %d candles of %s to %s", len(prepared), key, self.name)
+        return len(prepared)
+
+    @abc.abstractmethod
+    def _write(self, prepared: PreparedCandles) -> None:
+        """Upsert a validated, non-empty write (inside :meth:`_failing`)."""
+
+    def _check_writable(self, key: SeriesKey) -> None:
+        """Refuse a series the backend cannot hold, before anything is written (default: every series)."""
 
     @abc.abstractmethod
     def read(self, key: SeriesKey, start: datetime, end: datetime) -> pd.DataFrame:
@@ -238,13 +253,17 @@ class CandleStore(Closing):
     def latest(self, key: SeriesKey, n: int = 1) -> pd.DataFrame:
         """The newest ``n`` candles of ``key``, ascending (fewer when the series is shorter)."""
 
-    @abc.abstractmethod
     def first_open_time(self, key: SeriesKey) -> datetime | None:
         """The open time of the oldest candle of ``key``; ``None`` only when the series is empty."""
+        return self._edge(key, first=True, operation="first_open_time")
 
-    @abc.abstractmethod
     def last_open_time(self, key: SeriesKey) -> datetime | None:
         """The open time of the newest candle of ``key``; ``None`` only when the series is empty."""
+        return self._edge(key, first=False, operation="last_open_time")
+
+    @abc.abstractmethod
+    def _edge(self, key: SeriesKey, *, first: bool, operation: str) -> datetime | None:
+        """The open time of the oldest (``first``) or the newest candle of ``key``; errors name ``operation``."""
 
     @abc.abstractmethod
     def open_times(self, key: SeriesKey, start: datetime, end: datetime) -> npt.NDArray[np.int64]:
@@ -295,6 +314,19 @@ class CandleStore(Closing):
         except self._client_errors as exc:
             error, cause = self._classify(exc)
             raise error(cause, store=self.name, operation=operation, key=key, start=start, end=end) from exc
+
+    def _series_keys(self, found: Iterable[tuple[str, tuple[str, str, str]]]) -> list[SeriesKey]:
+        """:meth:`list_series` from ``(what, (exchange, symbol, timeframe))`` pairs: the keys, sorted; a triple
+        that is no series raises a store error that says what it was."""
+        keys = []
+        for what, parts in found:
+            try:
+                keys.append(SeriesKey.of(*parts))
+            except (TimeframeError, ValueError) as exc:
+                raise CandleStoreError(
+                    f"{what} is not a candle series: {exc}", store=self.name, operation="list_series"
+                ) from exc
+        return sorted(keys, key=lambda k: (k.exchange, k.symbol, k.timeframe.value))
 
     @staticmethod
     def _range(start: datetime, end: datetime) -> tuple[datetime, datetime]:

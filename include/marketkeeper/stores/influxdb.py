@@ -48,9 +48,8 @@ from marketkeeper.stores.base import (
     CandleStoreUnavailableError,
     PreparedCandles,
     frame_from_columns,
-    prepare_candles,
 )
-from marketkeeper.timeframes import TimeframeError, to_ns
+from marketkeeper.timeframes import to_ns
 
 __all__ = ["InfluxDBCandleStore", "format_candle_lines"]
 
@@ -217,16 +216,7 @@ class InfluxDBCandleStore(CandleStore):
 
     # --- writes ---------------------------------------------------------------------------------------
 
-    def write(self, key: SeriesKey, frame: pd.DataFrame) -> int:
-        prepared = prepare_candles(self._check_key(key), frame, store=self.name)
-        if len(prepared) == 0:
-            return 0
-        with self._failing("write", key, prepared.start, prepared.end):
-            self._write_chunks(prepared)
-        log.debug("wrote %d candles of %s to %s", len(prepared), key, self.name)
-        return len(prepared)
-
-    def _write_chunks(self, prepared: PreparedCandles) -> None:
+    def _write(self, prepared: PreparedCandles) -> None:
         chunks = range(0, len(prepared), CHUNK_ROWS)
         if len(chunks) == 1:
             self._client.write_lines(format_candle_lines(prepared, measurement=self._measurement))
@@ -279,19 +269,14 @@ class InfluxDBCandleStore(CandleStore):
             frame = _frame(result)
             return frame.iloc[::-1].reset_index(drop=True)
 
-    def _edge(self, key: SeriesKey, function: str, operation: str) -> datetime | None:
+    def _edge(self, key: SeriesKey, *, first: bool, operation: str) -> datetime | None:
+        function = "first" if first else "last"
         with self._failing(operation, self._check_key(key)):
             q = f"SELECT {function}({quote_identifier('open')}) FROM {self._from} WHERE {self._series_filter}"  # noqa: S608
             result = self._query(q, self._params(key))
             if not result or not result[0].values:
                 return None
             return pd.Timestamp(int(result[0].values[0][0]), tz="UTC").to_pydatetime()
-
-    def first_open_time(self, key: SeriesKey) -> datetime | None:
-        return self._edge(key, "first", "first_open_time")
-
-    def last_open_time(self, key: SeriesKey) -> datetime | None:
-        return self._edge(key, "last", "last_open_time")
 
     def open_times(self, key: SeriesKey, start: datetime, end: datetime) -> npt.NDArray[np.int64]:
         start, end = self._range(start, end)
@@ -320,19 +305,9 @@ class InfluxDBCandleStore(CandleStore):
             # which SHOW SERIES (an index listing) would not do.
             q = f"SELECT last({quote_identifier('open')}) FROM {self._from} GROUP BY {group}"  # noqa: S608
             result = self._client.query(q, epoch="ns")
-            keys = []
-            for series in result:
-                if not series.values:
-                    continue
-                try:
-                    keys.append(SeriesKey.of(*(series.tags.get(tag, "") for tag in _TAG_KEYS)))
-                except (TimeframeError, ValueError) as exc:
-                    raise CandleStoreError(
-                        f"series with tags {series.tags} is not a candle series: {exc}",
-                        store=self.name,
-                        operation="list_series",
-                    ) from exc
-        return sorted(keys, key=lambda k: (k.exchange, k.symbol, k.timeframe.value))
+        return self._series_keys(
+            (f"series with tags {series.tags}", _tags(series)) for series in result if series.values
+        )
 
     def delete_range(self, key: SeriesKey, start: datetime, end: datetime) -> int:
         start, end = self._range(start, end)
@@ -350,6 +325,11 @@ class InfluxDBCandleStore(CandleStore):
     def close(self) -> None:
         if self._owns_client:
             self._client.close()
+
+
+def _tags(series: Series) -> tuple[str, str, str]:
+    exchange, symbol, timeframe = (series.tags.get(tag, "") for tag in _TAG_KEYS)
+    return exchange, symbol, timeframe
 
 
 def _to_ns(dt: datetime) -> int:

@@ -35,10 +35,8 @@ from marketkeeper.stores.base import (
     CandleStoreUnavailableError,
     PreparedCandles,
     frame_from_columns,
-    prepare_candles,
 )
 from marketkeeper.stores.sql_copy import stage_candles, staging
-from marketkeeper.timeframes import TimeframeError
 
 __all__ = ["SQLCandleStore"]
 
@@ -147,8 +145,7 @@ class SQLCandleStore(CandleStore):
 
     # --- writes ---------------------------------------------------------------------------------------
 
-    def write(self, key: SeriesKey, frame: pd.DataFrame) -> int:
-        prepared = prepare_candles(self._check_key(key), frame, store=self.name)
+    def _check_writable(self, key: SeriesKey) -> None:
         for name in ("exchange", "symbol"):
             limit = getattr(CANDLES.c[name].type, "length", None)
             if limit is not None and len(getattr(key, name)) > limit:
@@ -158,15 +155,13 @@ class SQLCandleStore(CandleStore):
                     operation="write",
                     key=key,
                 )
-        if len(prepared) == 0:
-            return 0
-        with self._failing("write", key, prepared.start, prepared.end), self._engine.begin() as conn:
+
+    def _write(self, prepared: PreparedCandles) -> None:
+        with self._engine.begin() as conn:
             if self.backend == "postgresql":
                 self._write_postgresql(conn, prepared)
             else:
                 self._write_sqlite(conn, prepared)
-        log.debug("wrote %d candles of %s to %s", len(prepared), key, self.name)
-        return len(prepared)
 
     def _series_params(self, key: SeriesKey) -> dict[str, Any]:
         return {
@@ -258,17 +253,12 @@ class SQLCandleStore(CandleStore):
             rows = conn.execute(stmt).all()
         return self._to_frame(rows[::-1])
 
-    def _edge(self, key: SeriesKey, function: Any, operation: str) -> datetime | None:
+    def _edge(self, key: SeriesKey, *, first: bool, operation: str) -> datetime | None:
+        function = sa.func.min if first else sa.func.max
         stmt = sa.select(function(CANDLES.c.open_time)).where(self._where(key))
         with self._failing(operation, key), self._engine.connect() as conn:
             value: datetime | None = conn.execute(stmt).scalar_one()
         return value
-
-    def first_open_time(self, key: SeriesKey) -> datetime | None:
-        return self._edge(key, sa.func.min, "first_open_time")
-
-    def last_open_time(self, key: SeriesKey) -> datetime | None:
-        return self._edge(key, sa.func.max, "last_open_time")
 
     def open_times(self, key: SeriesKey, start: datetime, end: datetime) -> npt.NDArray[np.int64]:
         start, end = self._range(start, end)
@@ -289,17 +279,7 @@ class SQLCandleStore(CandleStore):
         stmt = sa.select(t.exchange, t.symbol, t.timeframe).distinct().order_by(t.exchange, t.symbol, t.timeframe)
         with self._failing("list_series"), self._engine.connect() as conn:
             rows = conn.execute(stmt).all()
-        keys = []
-        for exchange, symbol, timeframe in rows:
-            try:
-                keys.append(SeriesKey.of(exchange, symbol, timeframe))
-            except (TimeframeError, ValueError) as exc:
-                raise CandleStoreError(
-                    f"row ({exchange!r}, {symbol!r}, {timeframe!r}) is not a candle series: {exc}",
-                    store=self.name,
-                    operation="list_series",
-                ) from exc
-        return sorted(keys, key=lambda k: (k.exchange, k.symbol, k.timeframe.value))
+        return self._series_keys((f"row ({e!r}, {s!r}, {tf!r})", (e, s, tf)) for e, s, tf in rows)
 
     def delete_range(self, key: SeriesKey, start: datetime, end: datetime) -> int:
         start, end = self._range(start, end)
