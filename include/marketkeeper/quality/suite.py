@@ -140,26 +140,26 @@ def _not_null(column: str) -> Check:
     )
 
 
-def _price(column: str) -> Check:
+def _below_max(column: str, *, positive: bool, what: str) -> Check:
+    """``column`` in ``(0, MAX_VALUE)`` if ``positive``, else ``[0, MAX_VALUE)``; a failure says it is not ``what``."""
+    lower = {"strict_min": True} if positive else {}
     return Check(
         "ExpectColumnValuesToBeBetween",
         "expect_column_values_to_be_between",
         (column,),
-        {"column": column, "min_value": 0.0, "max_value": MAX_VALUE, "strict_min": True, "strict_max": True},
-        lambda row, ctx: f"{column} {_number(row[column])} is not a positive finite price below 1e20",
+        {"column": column, "min_value": 0.0, "max_value": MAX_VALUE, **lower, "strict_max": True},
+        lambda row, ctx: f"{column} {_number(row[column])} is not {what} below 1e20",
     )
+
+
+def _price(column: str) -> Check:
+    return _below_max(column, positive=True, what="a positive finite price")
 
 
 def _volume(column: str) -> Check:
     # Missing values pass (Great Expectations leaves nulls to the null checks): volume has one, quote_volume
     # is optional.
-    return Check(
-        "ExpectColumnValuesToBeBetween",
-        "expect_column_values_to_be_between",
-        (column,),
-        {"column": column, "min_value": 0.0, "max_value": MAX_VALUE, "strict_max": True},
-        lambda row, ctx: f"{column} {_number(row[column])} is not a non-negative finite number below 1e20",
-    )
+    return _below_max(column, positive=False, what="a non-negative finite number")
 
 
 def _at_least(column_a: str, column_b: str) -> Check:
