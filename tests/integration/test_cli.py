@@ -132,3 +132,24 @@ def test_ingest_refuses_a_start_after_the_end_and_an_unknown_source(tmp_path: Pa
     unknown = run_cli("ingest", "-e", "binance", "-s", "BTC/USDT", "--source", "ftp:x", *days, env=env, cwd=tmp_path)
     assert unknown.returncode == 1 and "unknown source 'ftp:x'" in unknown.stderr
     assert "Traceback" not in backwards.stderr + unknown.stderr
+
+
+def test_ingest_without_source_uses_the_declared_market_and_its_first_date(tmp_path: Path) -> None:
+    declared = {
+        "markets": [{"exchange": "binance", "symbol": "DEC/USDT", "first_date": "2024-05-06", "source": "synthetic:5"}]
+    }
+    env = {"MARKETKEEPER_HOME": str(tmp_path / "home"), "MARKETKEEPER_MARKETS": json.dumps(declared)}
+    assert run_cli("db", "upgrade", env=env, cwd=tmp_path).returncode == 0
+    series = ["-e", "binance", "-s", "DEC/USDT", "--start", "2024-05-05T23:00", "--end", "2024-05-06T01:00"]
+    result = run_cli("ingest", *series, "--wait", "0", env=env, cwd=tmp_path)  # no --source: the declared one
+    assert result.returncode == 0, result.stderr
+    assert "[2024-05-06T00:00:00+00:00, 2024-05-06T01:00:00+00:00): 60 fetched, 60 written" in result.stdout
+    declared_rows = json.loads(run_cli("candles", *series, "--format", "json", env=env, cwd=tmp_path).stdout)
+
+    other = {"MARKETKEEPER_HOME": str(tmp_path / "other")}
+    assert run_cli("db", "upgrade", env=other, cwd=tmp_path).returncode == 0
+    explicit = run_cli("ingest", *series, "--source", "synthetic:5", env=other, cwd=tmp_path)
+    assert explicit.returncode == 0, explicit.stderr
+    assert json.loads(run_cli("candles", *series, "--format", "json", env=other, cwd=tmp_path).stdout)[60:] == (
+        declared_rows
+    )

@@ -64,19 +64,27 @@ def user_errors() -> Iterator[None]:
     except MarketkeeperError as exc:
         fail(one_line(exc))
     except sa.exc.SQLAlchemyError as exc:
-        fail(f"the ledger failed: {one_line(exc)}")
+        cause = one_line(exc)
+        if "no such table" in cause or ("relation" in cause and "does not exist" in cause):
+            cause += " (is the ledger migrated? run `marketkeeper db upgrade`)"
+        fail(f"the ledger failed: {cause}")
 
 
 def parse_time(value: str, option: str) -> datetime:
     """An ISO 8601 time from the command line; one without an offset is UTC; outside what stores hold: error."""
-    from marketkeeper.timeframes import ensure_utc
+    from marketkeeper.timeframes import SUPPORTED_SPAN, ensure_utc
 
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
         fail(f"{option} {value!r} is not an ISO 8601 time (e.g. 2024-01-01 or 2024-01-01T00:00Z)")
     with user_errors():
-        return ensure_utc(parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC), option)
+        at = ensure_utc(parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC), option)
+    # Checked here, before any store is touched, for the commands that take a single bound (gaps detect).
+    lo, hi = SUPPORTED_SPAN
+    if not lo <= at <= hi:
+        fail(f"{option} {at.isoformat()} is outside the supported span {lo.isoformat()} .. {hi.isoformat()}")
+    return at
 
 
 def parse_range(start: str, end: str) -> tuple[datetime, datetime]:

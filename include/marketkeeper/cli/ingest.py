@@ -38,9 +38,7 @@ def ingest(
     A declared market's first_date and source apply. Idempotent: re-running a range leaves the stores as
     they were. Prints fetched, written, quarantined and skipped rows.
     """
-    from rich.markup import escape
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
+    from marketkeeper.cli.progress import candle_progress
     from marketkeeper.services.ingest import IngestRequest, ingest_series
     from marketkeeper.services.markets import market_for
     from marketkeeper.services.policy import lock_policy
@@ -52,15 +50,11 @@ def ingest(
     with user_errors():
         market = market_for(key, source=source)
         expected = key.timeframe.count(start_at, end_at)
-        # escape(): a series name is markup to rich otherwise ("[" and "]" vanish).
-        with Progress(
-            TextColumn(escape(str(key))), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), transient=True
-        ) as bar:
-            task = bar.add_task("ingest", total=expected)
+        with candle_progress(str(key)) as (advance, _elapsed):
             report = ingest_series(
                 config,
                 IngestRequest(market, start_at, end_at, max_failed_fraction=max_failed_fraction),
-                progress=lambda r: bar.update(task, completed=min(expected, r.fetched)),
+                progress=lambda r: advance(min(expected, r.fetched), expected),
                 policy=policy,
             )
     typer.echo(

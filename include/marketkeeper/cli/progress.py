@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator
 
-from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -28,9 +27,10 @@ class _RateColumn(ProgressColumn):
 @contextlib.contextmanager
 def candle_progress(label: str) -> Iterator[tuple[Callable[[int, int], None], Callable[[], float]]]:
     """A transient bar named ``label``; yields ``advance(done, total)`` and ``elapsed()`` (seconds)."""
-    # escape(): a series name is rich markup otherwise ("[x]" would vanish from the bar).
+    # The label is the task's description, shown verbatim: a TextColumn's own text goes through str.format
+    # ("{x}" in a symbol raised KeyError) and rich markup ("[x]" vanished).
     with Progress(
-        TextColumn(escape(label)),
+        TextColumn("{task.description}", markup=False),
         BarColumn(),
         MofNCompleteColumn(),
         _RateColumn(),
@@ -39,7 +39,7 @@ def candle_progress(label: str) -> Iterator[tuple[Callable[[int, int], None], Ca
         TimeRemainingColumn(),
         transient=True,
     ) as bar:
-        task = bar.add_task("work", total=None)
+        task = bar.add_task(label, total=None)
 
         def advance(done: int, total: int) -> None:
             bar.update(task, completed=min(done, total) if total else done, total=total or None)
