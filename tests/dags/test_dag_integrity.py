@@ -65,6 +65,39 @@ def test_stores_check_shape(dagbag: Any) -> None:
     assert summary.trigger_rule == "none_failed"
 
 
+@pytest.mark.parametrize(
+    ("dag_id", "worker", "params"),
+    [
+        ("ohlcv_ingest", "ingest", {"markets", "start", "end", "max_failed_fraction"}),
+        (
+            "ohlcv_gaps",
+            "repair",
+            {"markets", "start", "end", "window_days", "retry_source_empty", "max_failed_fraction"},
+        ),
+    ],
+)
+def test_candle_dags_plan_then_work_per_market_then_summarise(
+    dagbag: Any, dag_id: str, worker: str, params: set[str]
+) -> None:
+    """plan -> one mapped task per market (on the exchange pool, emitting through the candles alias) -> summary."""
+    dag = dagbag.dags[dag_id]
+    assert set(dag.task_ids) == {"plan", worker, "summary"}
+    mapped = dag.get_task(worker)
+    assert mapped.upstream_task_ids == {"plan"}
+    assert dag.get_task("summary").upstream_task_ids == {worker}
+    assert type(mapped).__name__ == "DecoratedMappedOperator"
+    assert mapped.pool == "exchange_api"
+    assert [(type(o).__name__, o.name) for o in mapped.outlets] == [("AssetAlias", "marketkeeper_candles")]
+    assert set(dag.params) == params
+
+
+def test_ohlcv_ingest_runs_hourly_over_data_intervals(dagbag: Any) -> None:
+    """Its runs ingest what closed in their data interval, so the timetable must give them one."""
+    timetable = dagbag.dags["ohlcv_ingest"].timetable
+    assert type(timetable).__name__ == "CronDataIntervalTimetable"
+    assert timetable.expression == "0 * * * *"
+
+
 _GUARD = textwrap.dedent(
     """
     import importlib.util, json, os, sys

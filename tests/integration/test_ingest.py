@@ -95,15 +95,26 @@ def test_rerunning_an_interval_leaves_the_stores_exactly_as_before(store: Candle
     first = run(store, ledger, source)
     assert first.written == 360 and first.quarantined == 0  # type: ignore[attr-defined]
     before = snapshot(store)
+    of_key = (DataQualityRun.exchange == KEY.exchange, DataQualityRun.symbol == KEY.symbol)
     with ledger.connect() as conn:
-        runs_before = conn.scalar(sa.select(sa.func.count()).select_from(DataQualityRun))
+        assert conn.scalar(sa.select(sa.func.count()).select_from(DataQualityRun).where(*of_key)) == 1  # 1 window
 
     again = run(store, ledger, source, window=100)  # another window size must not matter either
     assert again.written == 360  # type: ignore[attr-defined]
     pd.testing.assert_frame_equal(snapshot(store), before)
     with ledger.connect() as conn:
         assert conn.scalar(sa.select(sa.func.count()).select_from(QuarantinedCandle)) == 0
-        assert conn.scalar(sa.select(sa.func.count()).select_from(DataQualityRun)) >= runs_before
+        # Each checked window is recorded as its own run: 1 before, then 4 windows of at most 100 candles.
+        runs = conn.execute(
+            sa.select(DataQualityRun.range_start, DataQualityRun.range_end, DataQualityRun.rows_checked).where(*of_key)
+        )
+        assert sorted(runs) == sorted(
+            [(T0, T0 + timedelta(hours=6), 360)]
+            + [
+                (T0 + timedelta(minutes=m), T0 + timedelta(minutes=min(m + 100, 360)), min(100, 360 - m))
+                for m in range(0, 360, 100)
+            ]
+        )
 
 
 def test_bad_rows_are_quarantined_with_their_expectation_not_dropped(store: CandleStore, ledger: sa.Engine) -> None:
