@@ -25,10 +25,12 @@ app = typer.Typer(
 def _main(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log at DEBUG level.")] = False,
 ) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    level = logging.DEBUG if verbose else logging.WARNING
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Libraries that log on their own terms: Great Expectations announces its temporary docs site at INFO and
+    # urllib3 each retry at WARNING; the command's own one-line error says what matters.
+    logging.getLogger("great_expectations").setLevel(max(level, logging.WARNING))
+    logging.getLogger("urllib3").setLevel(logging.DEBUG if verbose else logging.ERROR)
 
 
 app.add_typer(db.app, name="db")

@@ -6,6 +6,7 @@ Great Expectations is imported by :func:`checkpoint`, on the first batch, never 
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import Mapping
@@ -68,6 +69,9 @@ def checkpoint() -> tuple[AbstractDataContext, Checkpoint]:
     import great_expectations.expectations as gxe
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
+    # GX pins this module's logger to INFO on import, so every process would announce its ephemeral docs site
+    # on stderr whatever the application's log level; let it follow its parent instead.
+    logging.getLogger("great_expectations.data_context.types.base").setLevel(logging.NOTSET)
     context = gx.get_context(mode="ephemeral")
     # tqdm bars would flood Airflow task logs, one per batch.
     context.variables.progress_bars = ProgressBarsConfig(globally=False)

@@ -80,9 +80,13 @@ def backfill_market(
     spec = request.market
     clock = ensure_utc(now, "now") if now is not None else datetime.now(UTC)
     source = source or make_source(spec.source, exchange=spec.exchange)
+    # A declared first_date bounds a backfill as it bounds ingestion: nothing before it is kept.
+    start = request.start
+    if start is not None and spec.first_time is not None:
+        start = max(start, spec.first_time)
     with series_writer(config, spec.key, policy) as (stores, lock):
         detected = detect_series(
-            spec.key, store=stores.candles, ledger=stores.ledger, start=request.start, end=request.end, now=clock
+            spec.key, store=stores.candles, ledger=stores.ledger, start=start, end=request.end, now=clock
         )
         start, end = detected.window
         if start >= end:
