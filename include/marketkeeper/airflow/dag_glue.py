@@ -49,8 +49,10 @@ def default_args(*, retries: int = 3, retry_delay: timedelta = timedelta(minutes
     }
 
 
-#: When every marketkeeper DAG's schedule begins (runs are not caught up: ``catchup=False``).
-START_DATE: Final = datetime(2026, 11, 1, tzinfo=UTC)
+#: When every marketkeeper DAG's schedule begins: early enough that ``airflow backfill create`` (and a
+#: forced remote backfill) can cover any range of crypto history; ``catchup=False`` keeps the scheduler from
+#: creating those runs by itself.
+START_DATE: Final = datetime(2017, 1, 1, tzinfo=UTC)
 
 
 def marketkeeper_dag(
