@@ -5,6 +5,7 @@ Prices and volumes are float64 here for speed; the conversion to ``Decimal`` hap
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
 
@@ -31,6 +32,7 @@ __all__ = [
     "VOLUME",
     "CandleFrameError",
     "SeriesKey",
+    "candle_frame",
     "empty_frame",
     "normalize_frame",
     "open_time_ns",
@@ -96,6 +98,30 @@ def empty_frame(*, optional: bool = True) -> pd.DataFrame:
     """A candle frame without rows, with the canonical columns and dtypes (optional ones by default)."""
     columns = CANDLE_COLUMNS if optional else REQUIRED_COLUMNS
     return pd.DataFrame({name: pd.Series([], dtype=DTYPES[name]) for name in columns})
+
+
+def candle_frame(
+    open_times: npt.ArrayLike,
+    ohlcv: Iterable[npt.ArrayLike],
+    *,
+    unit: str = "ns",
+    quote_volume: npt.ArrayLike | None = None,
+    trade_count: npt.ArrayLike | None = None,
+) -> pd.DataFrame:
+    """The canonical frame (see :func:`normalize_frame`) of column arrays, as a source parsed them.
+
+    :param open_times: integer open times since the epoch, in ``unit`` (``ns``, ``ms``...).
+    :param ohlcv: the open, high, low, close and volume columns, in that order (e.g. ``table.T`` of a table).
+    :param quote_volume: the quote volumes; without them the frame has no such column.
+    :param trade_count: the trade counts (``None`` where unknown); without them the frame has no such column.
+    """
+    columns: dict[str, object] = {OPEN_TIME: pd.to_datetime(open_times, unit=unit, utc=True)}
+    columns.update(zip((OPEN, HIGH, LOW, CLOSE, VOLUME), ohlcv, strict=True))
+    if quote_volume is not None:
+        columns[QUOTE_VOLUME] = quote_volume
+    if trade_count is not None:
+        columns[TRADE_COUNT] = pd.array(trade_count, dtype="Int64")
+    return normalize_frame(pd.DataFrame(columns))
 
 
 def normalize_frame(df: pd.DataFrame) -> pd.DataFrame:

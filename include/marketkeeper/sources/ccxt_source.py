@@ -15,9 +15,8 @@ from typing import Any, Final, Protocol, TypeVar
 
 import ccxt
 import numpy as np
-import pandas as pd
 
-from marketkeeper.candles import CLOSE, HIGH, LOW, OPEN, OPEN_TIME, VOLUME, SeriesKey, normalize_frame
+from marketkeeper.candles import SeriesKey, candle_frame
 from marketkeeper.sources.base import (
     CandleBatch,
     CandleSource,
@@ -154,7 +153,7 @@ class CcxtSource(CandleSource):
             ts, values, rejects = self._parse_page(rows)
             if not len(ts):
                 if rejects:
-                    yield CandleBatch(normalize_frame(_frame(ts, values)), tuple(rejects))
+                    yield CandleBatch(candle_frame(ts, values.T, unit="ms"), tuple(rejects))
                 break
             page_last = int(ts.max())
             if page_last < since or (last_ts is not None and page_last <= last_ts):
@@ -173,7 +172,7 @@ class CcxtSource(CandleSource):
             last_ts = page_last
             since = page_last + 1
             if keep.any() or rejects:
-                yield CandleBatch(normalize_frame(_frame(ts[keep], values[keep])), tuple(rejects))
+                yield CandleBatch(candle_frame(ts[keep], values[keep].T, unit="ms"), tuple(rejects))
             if to_ms(tf.next_open(EPOCH + timedelta(milliseconds=page_last))) >= upper_ms:
                 break  # the page reached the last closed candle wanted: no need to ask for an empty page
 
@@ -227,16 +226,3 @@ class CcxtSource(CandleSource):
                 attempt += 1
             except ccxt.BaseError as exc:
                 raise SourceError(f"{what} failed: {type(exc).__name__}: {exc}", **context) from exc
-
-
-def _frame(ts: np.ndarray, values: np.ndarray) -> pd.DataFrame:
-    return pd.DataFrame(
-        {
-            OPEN_TIME: pd.to_datetime(ts, unit="ms", utc=True),
-            OPEN: values[:, 0],
-            HIGH: values[:, 1],
-            LOW: values[:, 2],
-            CLOSE: values[:, 3],
-            VOLUME: values[:, 4],
-        }
-    )

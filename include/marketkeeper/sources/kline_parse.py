@@ -14,18 +14,7 @@ from typing import Final
 import numpy as np
 import pandas as pd
 
-from marketkeeper.candles import (
-    CLOSE,
-    HIGH,
-    LOW,
-    OPEN,
-    OPEN_TIME,
-    QUOTE_VOLUME,
-    TRADE_COUNT,
-    VOLUME,
-    SeriesKey,
-    normalize_frame,
-)
+from marketkeeper.candles import SeriesKey, candle_frame
 from marketkeeper.errors import format_range
 from marketkeeper.sources.base import CorruptFileError, Reject
 from marketkeeper.timeframes import to_ns
@@ -207,21 +196,12 @@ class _Chunk:
 
     def take(self) -> tuple[pd.DataFrame, list[Reject]]:
         table = np.array(self.values, dtype=np.float64).reshape(-1, 6)
-        frame = pd.DataFrame(
-            {
-                OPEN_TIME: pd.to_datetime(np.array(self.times, dtype=np.int64), unit="ns", utc=True),
-                OPEN: table[:, 0],
-                HIGH: table[:, 1],
-                LOW: table[:, 2],
-                CLOSE: table[:, 3],
-                VOLUME: table[:, 4],
-                QUOTE_VOLUME: table[:, 5],
-                TRADE_COUNT: pd.array(self.counts, dtype="Int64"),
-            }
+        frame = candle_frame(
+            np.array(self.times, dtype=np.int64), table.T[:5], quote_volume=table[:, 5], trade_count=self.counts
         )
         rejects = self.rejects
         self._clear()
-        return normalize_frame(frame), rejects
+        return frame, rejects
 
 
 def _refuse_odd_digits(fields: list[str]) -> None:

@@ -19,18 +19,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from marketkeeper.candles import (
-    CLOSE,
-    HIGH,
-    LOW,
-    OPEN,
-    OPEN_TIME,
-    QUOTE_VOLUME,
-    TRADE_COUNT,
-    VOLUME,
-    SeriesKey,
-    normalize_frame,
-)
+from marketkeeper.candles import SeriesKey, candle_frame
 from marketkeeper.sources.base import CandleBatch, CandleSource
 from marketkeeper.timeframes import Timeframe, check_range, ensure_utc, to_ns
 
@@ -153,19 +142,8 @@ class SyntheticSource(CandleSource):
             lo = np.minimum.reduceat(np.append(lo, 0.0), bounds)[0::2]
             v = np.round(np.add.reduceat(np.append(v, 0.0), bounds)[0::2], 4)
         typical = (o + h + lo + c) / 4
-        return normalize_frame(
-            pd.DataFrame(
-                {
-                    OPEN_TIME: pd.to_datetime(opens, unit="ns", utc=True),
-                    OPEN: o,
-                    HIGH: h,
-                    LOW: lo,
-                    CLOSE: c,
-                    VOLUME: v,
-                    QUOTE_VOLUME: np.round(v * typical, 2),
-                    TRADE_COUNT: pd.array(np.rint(v * 7).astype(np.int64), dtype="Int64"),
-                }
-            )
+        return candle_frame(
+            opens, (o, h, lo, c, v), quote_volume=np.round(v * typical, 2), trade_count=np.rint(v * 7).astype(np.int64)
         )
 
     def _minute_day(self, series: int, day: int) -> tuple[npt.NDArray[np.float64], ...]:
