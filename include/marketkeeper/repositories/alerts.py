@@ -7,7 +7,7 @@ from collections.abc import Iterable
 
 import sqlalchemy as sa
 
-from marketkeeper.ledger.models import Alert, AlertSeverity, User
+from marketkeeper.ledger.models import Alert, AlertSeverity
 from marketkeeper.repositories.base import Page, Repository
 from marketkeeper.repositories.errors import NotFoundError
 from marketkeeper.repositories.validation import DEFAULT_PAGE_SIZE, RecordId, as_enum
@@ -24,8 +24,7 @@ class AlertRepository(Repository[Alert]):
 
         :raises NotFoundError: the user does not exist.
         """
-        key = self._require(User, user_id, "user_id")
-        return self._all(sa.select(Alert).where(Alert.user_id == key, Alert.is_read.is_(False)))
+        return self._all(self._of_user(user_id, Alert.is_read.is_(False)))
 
     def by_severity(
         self, severity: AlertSeverity | str, *, limit: int = DEFAULT_PAGE_SIZE, offset: int = 0

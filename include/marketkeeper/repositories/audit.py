@@ -5,9 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-import sqlalchemy as sa
-
-from marketkeeper.ledger.models import AuditLog, User
+from marketkeeper.ledger.models import AuditLog
 from marketkeeper.repositories.base import Page, Repository
 from marketkeeper.repositories.validation import DEFAULT_PAGE_SIZE, RecordId
 
@@ -47,5 +45,4 @@ class AuditLogRepository(Repository[AuditLog]):
 
         :raises NotFoundError: the user does not exist.
         """
-        key = self._require(User, user_id, "user_id")
-        return self._page(sa.select(AuditLog).where(AuditLog.user_id == key), limit=limit, offset=offset)
+        return self._page(self._of_user(user_id), limit=limit, offset=offset)

@@ -35,12 +35,7 @@ class BalanceSnapshotRepository(Repository[BalanceSnapshot]):
         :raises NotFoundError: the user does not exist.
         :raises ValidationError: ``as_of`` is naive.
         """
-        key = self._require(User, user_id, "user_id")
-        statement = sa.select(BalanceSnapshot).where(
-            BalanceSnapshot.user_id == key,
-            BalanceSnapshot.exchange == exchange,
-            BalanceSnapshot.currency == currency,
-        )
+        statement = self._of_user(user_id, BalanceSnapshot.exchange == exchange, BalanceSnapshot.currency == currency)
         if as_of is not None:
             statement = statement.where(BalanceSnapshot.timestamp <= aware_utc(as_of, field="as_of"))
         statement = statement.order_by(BalanceSnapshot.timestamp.desc(), BalanceSnapshot.id.desc()).limit(1)
@@ -59,8 +54,7 @@ class BalanceSnapshotRepository(Repository[BalanceSnapshot]):
 
         :raises NotFoundError: the user does not exist.
         """
-        key = self._require(User, user_id, "user_id")
-        statement = sa.select(BalanceSnapshot).where(BalanceSnapshot.user_id == key)
+        statement = self._of_user(user_id)
         if exchange is not None:
             statement = statement.where(BalanceSnapshot.exchange == exchange)
         if currency is not None:

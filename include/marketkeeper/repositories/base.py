@@ -20,6 +20,7 @@ from sqlalchemy.orm import QueryableAttribute, Session
 from sqlalchemy.orm.exc import StaleDataError
 
 from marketkeeper.ledger.base import Base
+from marketkeeper.ledger.models import User
 from marketkeeper.ledger.types import ExactNumeric, NumericOverflowError
 from marketkeeper.repositories.errors import NotFoundError, ValidationError
 from marketkeeper.repositories.integrity import integrity_error
@@ -293,6 +294,14 @@ class Repository(Generic[ModelT]):
         if self.session.get(model, key) is None:
             raise NotFoundError(model.__name__, key)
         return key
+
+    def _of_user(self, user_id: RecordId, *criteria: sa.ColumnElement[bool]) -> sa.Select[ModelT]:
+        """The rows of :attr:`model` that belong to the user (``user_id``) and meet ``criteria``.
+
+        :raises NotFoundError: the user does not exist.
+        """
+        key = self._require(User, user_id, "user_id")
+        return sa.select(self.model).where(self._columns["user_id"] == key, *criteria)
 
     def _key(self, record_id: RecordId) -> Any:
         return coerce_column(self._columns[self._pk_key], record_id, model=self.name, field=self._pk_key)

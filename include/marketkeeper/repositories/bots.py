@@ -8,7 +8,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from marketkeeper.ledger.models import BotInstance, BotStatus, User
+from marketkeeper.ledger.models import BotInstance, BotStatus
 from marketkeeper.repositories.base import Repository
 from marketkeeper.repositories.errors import NotFoundError
 from marketkeeper.repositories.validation import RecordId
@@ -37,14 +37,11 @@ class BotRepository(Repository[BotInstance]):
 
         :raises NotFoundError: the user does not exist.
         """
-        key = self._require(User, user_id, "user_id")
-        return self._all(sa.select(BotInstance).where(BotInstance.user_id == key))
+        return self._all(self._of_user(user_id))
 
     def find_by_name(self, user_id: RecordId, name: str) -> BotInstance | None:
         """The user's bot called ``name``, or ``None`` when the user has no bot of that name."""
-        key = self._require(User, user_id, "user_id")
-        statement = sa.select(BotInstance).where(BotInstance.user_id == key, BotInstance.name == name)
-        return self.session.scalars(statement).one_or_none()
+        return self.session.scalars(self._of_user(user_id, BotInstance.name == name)).one_or_none()
 
     def resolve(self, ref: RecordId) -> BotInstance:
         """The bot whose id is ``ref``, or else the only bot (of any user) named ``ref``.
