@@ -15,14 +15,14 @@ from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
-from marketkeeper.candle_cache import CandleCache
 from marketkeeper.closing import Closing
 from marketkeeper.settings import Settings, get_settings
-from marketkeeper.stores.base import CandleStore
 
 if TYPE_CHECKING:
+    from marketkeeper.candle_cache import CandleCache
     from marketkeeper.influxdb import InfluxDBClient
     from marketkeeper.redis_client import RedisClient
+    from marketkeeper.stores.base import CandleStore
 
 __all__ = ["StoreConfig", "StoreSet"]
 
@@ -95,20 +95,27 @@ class StoreSet(Closing):
     @classmethod
     def open(cls, config: StoreConfig) -> StoreSet:
         """Open the stores ``config`` names; whatever was opened is closed again if a later one fails."""
+        # Only the backends in use are imported: a command's start-up is mostly imports (redis-py, psycopg).
         from marketkeeper.ledger import create_ledger_engine
-        from marketkeeper.stores.influxdb import InfluxDBCandleStore
-        from marketkeeper.stores.sql import SQLCandleStore
 
         engine = create_ledger_engine(config.ledger_url)
         opened: list[Callable[[], None]] = [engine.dispose]
         try:
             candles: CandleStore
             if config.influxdb is not None:
+                from marketkeeper.stores.influxdb import InfluxDBCandleStore
+
                 candles = InfluxDBCandleStore(config.influxdb(), owns_client=True)
             else:
+                from marketkeeper.stores.sql import SQLCandleStore
+
                 candles = SQLCandleStore(engine)
             opened.append(candles.close)
-            cache = CandleCache(config.redis()) if config.redis is not None else None
+            cache: CandleCache | None = None
+            if config.redis is not None:
+                from marketkeeper.candle_cache import CandleCache
+
+                cache = CandleCache(config.redis())
         except BaseException:
             for close in reversed(opened):
                 close()

@@ -12,15 +12,17 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine, make_url
-from sqlalchemy.orm import Session, sessionmaker
 
 from marketkeeper.errors import ConfigurationError
 from marketkeeper.settings import Settings, get_settings, normalize_database_url, redact_url
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, sessionmaker
 
 __all__ = [
     "SUPPORTED_SCHEMES",
@@ -177,6 +179,8 @@ def session_factory(engine: Engine) -> sessionmaker[Session]:
 
     :param engine: an engine from :func:`create_ledger_engine`.
     """
+    from sqlalchemy.orm import sessionmaker  # the ORM loads when a session is first wanted, not with the engine
+
     return sessionmaker(bind=engine, expire_on_commit=False)
 
 
@@ -186,6 +190,8 @@ def session_scope(engine_or_factory: Engine | sessionmaker[Session]) -> Iterator
 
     :param engine_or_factory: an engine (a factory is made for it) or a factory from :func:`session_factory`.
     """
+    from sqlalchemy.orm import sessionmaker
+
     factory = engine_or_factory if isinstance(engine_or_factory, sessionmaker) else session_factory(engine_or_factory)
     with factory() as session, session.begin():
         yield session
