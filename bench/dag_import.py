@@ -1,6 +1,6 @@
 """How long each DAG file takes to import, against importing ``airflow.sdk`` alone, in fresh interpreters.
 
-    .venv/bin/python bench/dag_import.py [-n 5] [dags/some_dag.py ...]
+    .venv/bin/python bench/dag_import.py [-n 3] [dags/some_dag.py ...]
 
 Airflow's DAG processor re-imports every file on every parse; a DAG file should cost little beyond the SDK
 itself (heavy imports belong inside tasks). Prints the median per file, its ratio to the baseline and whether
@@ -18,6 +18,8 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from _common import print_machine
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -50,8 +52,9 @@ def time_import(target: str, runs: int, env: dict[str, str]) -> list[float]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("files", nargs="*", type=Path, help="DAG files (default: every dags/*.py)")
-    parser.add_argument("-n", "--runs", type=int, default=5, help="fresh interpreters per file (default 5)")
+    parser.add_argument("-n", "--runs", type=int, default=3, help="fresh interpreters per file (default 3)")
     args = parser.parse_args()
+    print_machine("DAG import benchmark: each DAG file against importing airflow.sdk alone")
     files = args.files or sorted(p for p in (ROOT / "dags").glob("*.py") if not p.name.startswith("_"))
 
     with tempfile.TemporaryDirectory(prefix="marketkeeper-bench-airflow-") as home:

@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pandas as pd
+from _common import print_machine
 
 from marketkeeper.gaps import find_gap_arrays, find_gaps
 
@@ -39,6 +40,7 @@ def main() -> int:
     parser.add_argument("--drop", type=float, default=0.01, help="share of candles removed at random")
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
+    print_machine("gap detection benchmark: find_gaps against pandas reindex + isna")
 
     end = START + timedelta(minutes=args.n)
     full = pd.date_range(START, end, freq="1min", inclusive="left", unit="ns")
