@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -16,10 +17,10 @@ from marketkeeper.errors import MarketkeeperError
 from marketkeeper.influxdb import InfluxDBClient
 from marketkeeper.ingest import ingest_range
 from marketkeeper.ledger import DataQualityRun, QuarantinedCandle, SystemEvent, create_ledger_engine, migrate
-from marketkeeper.quality import QualityGateError
+from marketkeeper.quality import GateResult, QualityGateError, check_candles
 from marketkeeper.redis_client import RedisClient
 from marketkeeper.sources import SyntheticSource
-from marketkeeper.sources.base import CandleBatch, CandleSource
+from marketkeeper.sources.base import CandleBatch, CandleSource, SourceError
 from marketkeeper.stores.base import CandleStore
 from marketkeeper.stores.influxdb import InfluxDBCandleStore
 from marketkeeper.stores.sql import SQLCandleStore
@@ -221,3 +222,92 @@ def test_a_store_down_mid_run_fails_the_run_and_a_retry_completes_without_duplic
 def test_start_after_end_is_refused_with_a_clear_error(store: CandleStore, ledger: sa.Engine) -> None:
     with pytest.raises(MarketkeeperError, match="start"):
         ingest_range(KEY, T0, T0 - timedelta(hours=1), source=SyntheticSource(1), store=store, ledger=ledger, now=NOW)
+
+
+# --- the check-ahead worker: windows are fetched and checked one ahead of the write ------------------------
+
+
+class Counting(CandleSource):
+    """The synthetic source, counting the windows asked for; a fetch starting at ``broken`` raises."""
+
+    def __init__(self, seed: int, broken: datetime | None = None) -> None:
+        self.inner, self.broken = SyntheticSource(seed, clock=lambda: NOW), broken
+        self.calls: list[datetime] = []
+
+    @property
+    def name(self) -> str:
+        return "counting"
+
+    def fetch_batches(self, key: SeriesKey, start: datetime, end: datetime) -> Iterator[CandleBatch]:
+        self.calls.append(start)
+        if start == self.broken:
+            raise SourceError("the exchange answered 502", source=self.name, key=key, start=start, end=end)
+        yield from self.inner.fetch_batches(key, start, end)
+
+
+def checking_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "marketkeeper-ingest-check"]
+
+
+def test_progress_is_reported_after_every_window_in_order(store: CandleStore, ledger: sa.Engine) -> None:
+    seen: list[tuple[int, datetime | None]] = []
+    run(store, ledger, SyntheticSource(5, clock=lambda: NOW), window=100, progress=lambda r: seen.append(
+        (r.written, r.last_written)
+    ))  # fmt: skip
+    assert seen == [(written, T0 + timedelta(minutes=written - 1)) for written in (100, 200, 300, 360)]
+    assert not checking_threads()
+
+
+def test_a_source_failing_mid_run_fails_it_after_the_earlier_windows_are_stored(
+    store: CandleStore, ledger: sa.Engine
+) -> None:
+    source = Counting(6, broken=T0 + timedelta(minutes=240))
+    with pytest.raises(SourceError, match="502"):
+        run(store, ledger, source, window=120)
+    assert len(snapshot(store)) == 240  # windows 1 and 2 were checked, recorded and written; nothing after
+    with ledger.connect() as conn:
+        assert conn.scalar(sa.select(sa.func.count()).select_from(DataQualityRun)) == 2
+    assert not checking_threads()
+
+
+def test_a_failed_write_stops_the_worker_one_window_ahead_at_most(store: CandleStore, ledger: sa.Engine) -> None:
+    source = Counting(4)
+    crashing = DiesAfterFirstWrite(
+        store, dead_store("sql" if isinstance(store, SQLCandleStore) else "influxdb", ledger)
+    )
+    with pytest.raises(MarketkeeperError):
+        run(crashing, ledger, source, window=30)  # 12 windows
+    # Window 1 written, 2 failed to write; the worker may have started on window 3 during that write, no further.
+    assert len(source.calls) in (2, 3)
+    assert not checking_threads()
+    assert len(snapshot(store)) == 30
+    with ledger.connect() as conn:
+        # Evidence is recorded by the writer, in order, for the windows it took: 1 and 2 (whose write failed).
+        assert conn.scalar(sa.select(sa.func.count()).select_from(DataQualityRun)) == 2
+
+
+def test_every_stored_candle_went_through_the_gate(
+    store: CandleStore, ledger: sa.Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import marketkeeper.ingest as ingest
+
+    checked: list[pd.DataFrame] = []
+
+    def spy(*args: object, **kwargs: object) -> GateResult:
+        result = check_candles(*args, **kwargs)  # type: ignore[arg-type]
+        checked.append(result.passed)
+        return result
+
+    monkeypatch.setattr(ingest, "check_candles", spy)
+    written: list[pd.DataFrame] = []
+
+    class Recording:
+        name = store.name
+
+        def write(self, key: SeriesKey, frame: pd.DataFrame) -> int:
+            written.append(frame)
+            return store.write(key, frame)
+
+    run(Recording(), ledger, SyntheticSource(8, clock=lambda: NOW), window=50)  # type: ignore[arg-type]
+    assert len(written) == len(checked) == 8
+    assert all(w is c for w, c in zip(written, checked, strict=True))  # the gate's own passed frames, unchanged

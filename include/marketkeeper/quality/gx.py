@@ -1,5 +1,10 @@
-"""The Great Expectations plumbing of the gate: the context and checkpoint built from the suite, one run of
-a batch through it, and the run's results read back as outcomes, failing rows and a JSON-able summary.
+"""The Great Expectations plumbing of the gate: the context and checkpoints built from the suite, one run of
+a batch through them, and the run's results read back as outcomes, failing rows and a JSON-able summary.
+
+Every batch goes through the same suite twice at most: first with the ``BOOLEAN_ONLY`` result format (about
+half the fixed cost of a run, and no per-row lists built), and only when an expectation failed again with
+``COMPLETE`` and the row numbers, so the failing rows are named by Great Expectations itself, exactly. A clean
+batch, the usual case, pays for the cheap run only.
 
 Great Expectations is imported by :func:`checkpoint`, on the first batch, never on import (it costs seconds).
 """
@@ -22,7 +27,7 @@ from marketkeeper.quality.suite import CHECKS, ROW, SUITE_NAME, Check, Expectati
 
 if TYPE_CHECKING:
     from great_expectations.checkpoint import Checkpoint
-    from great_expectations.core import ExpectationValidationResult
+    from great_expectations.core import ExpectationSuiteValidationResult, ExpectationValidationResult
     from great_expectations.data_context import AbstractDataContext
 
 __all__ = ["GateEvaluationError", "SuiteRun", "checkpoint", "run_suite"]
@@ -58,12 +63,26 @@ def _require_analytics_off() -> None:
         )
 
 
-@lru_cache(maxsize=1)
+@dataclass(frozen=True, slots=True)
+class _Checkpoints:
+    context: AbstractDataContext
+    #: ``BOOLEAN_ONLY``: whether each expectation held, at the least cost.
+    screen: Checkpoint
+    #: ``COMPLETE`` with the row numbers of every unexpected row: run only on a batch the screen failed.
+    complete: Checkpoint
+
+
 def checkpoint() -> tuple[AbstractDataContext, Checkpoint]:
-    """The process's context and checkpoint: building them is slow; the batch is a run parameter.
+    """The process's context and its screening checkpoint: building them is slow; the batch is a run parameter.
 
     :raises ConfigurationError: ``GX_ANALYTICS_ENABLED`` is set to anything but off.
     """
+    built = _checkpoints()
+    return built.context, built.screen
+
+
+@lru_cache(maxsize=1)
+def _checkpoints() -> _Checkpoints:
     _require_analytics_off()
     import great_expectations as gx
     import great_expectations.expectations as gxe
@@ -85,9 +104,14 @@ def checkpoint() -> tuple[AbstractDataContext, Checkpoint]:
         expectation_class = getattr(gxe, check.gx_class)
         suite.add_expectation(expectation_class(**check.kwargs, meta={"check": check.name}))
     definition = context.validation_definitions.add(gx.ValidationDefinition(name=SUITE_NAME, data=batch, suite=suite))
-    built = context.checkpoints.add(
+    screen = context.checkpoints.add(
         gx.Checkpoint(
-            name=SUITE_NAME,
+            name=SUITE_NAME, validation_definitions=[definition], result_format={"result_format": "BOOLEAN_ONLY"}
+        )
+    )
+    complete = context.checkpoints.add(
+        gx.Checkpoint(
+            name=f"{SUITE_NAME}_complete",
             validation_definitions=[definition],
             result_format={
                 "result_format": "COMPLETE",
@@ -96,17 +120,13 @@ def checkpoint() -> tuple[AbstractDataContext, Checkpoint]:
             },
         )
     )
-    return context, built
+    return _Checkpoints(context, screen, complete)
 
 
-def run_suite(batch: pd.DataFrame, parameters: Mapping[str, Any]) -> SuiteRun:
-    """Run ``batch`` through the checkpoint.
-
-    :param batch: the batch as :func:`~marketkeeper.quality.suite.suite_batch` builds it.
-    :param parameters: the suite parameters of this batch.
-    :raises GateEvaluationError: an expectation could not be evaluated or gave no usable result.
-    """
-    context, built = checkpoint()
+def _run(
+    context: AbstractDataContext, built: Checkpoint, batch: pd.DataFrame, parameters: Mapping[str, Any]
+) -> ExpectationSuiteValidationResult:
+    """The one suite result of running ``batch`` through ``built``."""
     with _RUN_LOCK:
         run = built.run(batch_parameters={"dataframe": batch}, expectation_parameters=dict(parameters))
         # The ephemeral context keeps every result in memory; the ledger is where results are kept, so a
@@ -114,27 +134,54 @@ def run_suite(batch: pd.DataFrame, parameters: Mapping[str, Any]) -> SuiteRun:
         for identifier in run.run_results:
             context.validation_results_store.remove_key(identifier)
     [suite_result] = run.run_results.values()
+    return suite_result
 
-    outcomes: list[ExpectationOutcome] = []
-    findings: dict[int, list[Check]] = {}
+
+def _by_check(suite_result: ExpectationSuiteValidationResult) -> dict[str, ExpectationValidationResult]:
     by_name = {
-        (r.expectation_config.meta or {}).get("check") if r.expectation_config else None: r
-        for r in suite_result.results
+        str((r.expectation_config.meta or {}).get("check")): r for r in suite_result.results if r.expectation_config
     }
     for check in CHECKS:
-        evaluated = by_name.get(check.name)
-        if evaluated is None:
+        if check.name not in by_name:
             raise GateEvaluationError(f"the candles suite returned no result for {check.name}")
+    return by_name
+
+
+def run_suite(batch: pd.DataFrame, parameters: Mapping[str, Any]) -> SuiteRun:
+    """Run ``batch`` through the screening checkpoint, and through the complete one if an expectation failed.
+
+    :param batch: the batch as :func:`~marketkeeper.quality.suite.suite_batch` builds it.
+    :param parameters: the suite parameters of this batch.
+    :raises GateEvaluationError: an expectation could not be evaluated or gave no usable result.
+    """
+    built = _checkpoints()
+    screened = _run(built.context, built.screen, batch, parameters)
+    by_name = _by_check(screened)
+    for check in CHECKS:
+        _raise_if_errored(check, by_name[check.name])
+    if all(by_name[check.name].success for check in CHECKS):
+        # Every expectation held (no "mostly" in the suite): no row is unexpected, nothing more to ask GX.
+        outcomes = tuple(
+            ExpectationOutcome(check.name, check.expectation_type, check.columns, True, 0) for check in CHECKS
+        )
+        return SuiteRun(outcomes, {}, _summary(screened.describe_dict()))
+
+    suite_result = _run(built.context, built.complete, batch, parameters)
+    by_name = _by_check(suite_result)
+    outcomes_found: list[ExpectationOutcome] = []
+    findings: dict[int, list[Check]] = {}
+    for check in CHECKS:
+        evaluated = by_name[check.name]
         _raise_if_errored(check, evaluated)
         rows = [int(entry[ROW]) for entry in evaluated.result.get("unexpected_index_list") or ()]
         if not evaluated.success and not rows:
             raise GateEvaluationError(f"{check.name} failed without naming the rows: {evaluated.result}")
         for row in rows:
             findings.setdefault(row, []).append(check)
-        outcomes.append(
+        outcomes_found.append(
             ExpectationOutcome(check.name, check.expectation_type, check.columns, bool(evaluated.success), len(rows))
         )
-    return SuiteRun(tuple(outcomes), findings, _summary(suite_result.describe_dict()))
+    return SuiteRun(tuple(outcomes_found), findings, _summary(suite_result.describe_dict()))
 
 
 def _raise_if_errored(check: Check, evaluated: ExpectationValidationResult) -> None:
