@@ -153,3 +153,50 @@ def test_ingest_without_source_uses_the_declared_market_and_its_first_date(tmp_p
     assert json.loads(run_cli("candles", *series, "--format", "json", env=other, cwd=tmp_path).stdout)[60:] == (
         declared_rows
     )
+
+
+def test_candles_stream_the_same_text_as_a_whole_read_printed_by_pandas_and_json(pg_url: str, tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    import pandas as pd
+
+    from marketkeeper.candles import SeriesKey
+    from marketkeeper.ledger import create_ledger_engine, migrate
+    from marketkeeper.stores import SQLCandleStore
+
+    migrate.upgrade(pg_url)
+    key = SeriesKey.of("streamcli", "A/B", "1m")
+    floats = [1.2345678901234567e-10, 1e-19, 5e-324, 7.0, 0.1 + 0.2, 2.0**53 + 2, 1.7976931348623157e308, -2.5e-300]
+    n = 250_003  # more than two frames of the streamed read
+    frame = pd.DataFrame(
+        {
+            "open_time": pd.date_range(datetime(2024, 1, 1, tzinfo=UTC), periods=n, freq="1min"),
+            **{
+                name: [floats[(i + j) % len(floats)] for i in range(n)]
+                for j, name in enumerate(("open", "high", "low", "close", "volume"))
+            },
+            "quote_volume": [None if i % 3 == 0 else 1 / (i + 1) for i in range(n)],
+            "trade_count": pd.array([None if i % 4 == 1 else i for i in range(n)], dtype="Int64"),
+        }
+    )
+    frame.loc[5, "open_time"] += pd.Timedelta(microseconds=7)  # an open time with a fraction
+    store = SQLCandleStore(create_ledger_engine(pg_url), owns_engine=True)
+    try:
+        store.write(key, frame)
+        stored = store.read(key, datetime(2024, 1, 1, tzinfo=UTC), datetime(2025, 1, 1, tzinfo=UTC))
+        series = ["-e", "streamcli", "-s", "A/B", "--start", "2024-01-01", "--end", "2025-01-01"]
+        env = {"DATABASE_URL": pg_url, "MARKETKEEPER_HOME": str(tmp_path)}
+
+        as_csv = run_cli("candles", *series, "--format", "csv", env=env, cwd=tmp_path)
+        as_json = run_cli("candles", *series, "--format", "json", env=env, cwd=tmp_path)
+    finally:
+        store.delete_range(key, datetime(2024, 1, 1, tzinfo=UTC), datetime(2025, 1, 1, tzinfo=UTC))
+        store.close()
+
+    # What the command printed before it streamed: the whole read through pandas and json.dumps.
+    shown = stored.assign(open_time=stored["open_time"].map(lambda t: t.isoformat()))
+    assert as_csv.returncode == 0, as_csv.stderr
+    assert as_csv.stdout == shown.to_csv(index=False)
+    records = shown.astype(object).where(shown.notna(), None).to_dict(orient="records")
+    assert as_json.returncode == 0, as_json.stderr
+    assert as_json.stdout == json.dumps(records) + "\n"

@@ -58,23 +58,22 @@ def candles(
     timeframe: TimeframeOpt = "1m",
     output: Annotated[CandleFormat, typer.Option("--format", "-f", help="How to print them.")] = CandleFormat.TABLE,
 ) -> None:
-    """Read stored candles of one series back, as a table, CSV or JSON (one object per candle)."""
+    """Read stored candles of one series back, as a table, CSV or JSON (one object per candle).
+
+    Candles are read and printed a frame at a time, so memory stays flat however long the range.
+    """
+    import sys
+
+    from marketkeeper.cli.candle_output import write_csv, write_json, write_table
     from marketkeeper.store_set import StoreSet
 
     key = series_key(exchange, symbol, timeframe)
     start_at, end_at = parse_time(start, "--start"), parse_time(end, "--end")
+    write = {CandleFormat.CSV: write_csv, CandleFormat.JSON: write_json}.get(output, write_table)
     # A read never touches the Redis cache: not opening it spares the start-up importing redis-py.
     with user_errors(), StoreSet.open(replace(store_config(), redis=None)) as stores:
-        frame = stores.candles.read(key, start_at, end_at)
-    frame = frame.assign(open_time=frame["open_time"].map(lambda t: t.isoformat()))
-    if output is CandleFormat.CSV:
-        typer.echo(frame.to_csv(index=False), nl=False)
-    elif output is CandleFormat.JSON:
-        # json.dumps writes floats by repr, so values round-trip exactly; missing values become null.
-        records = frame.astype(object).where(frame.notna(), None).to_dict(orient="records")
-        typer.echo(json.dumps(records))
-    else:
-        typer.echo(frame.to_string(index=False) if len(frame) else "no candles in that range")
+        write(stores.candles.iter_frames(key, start_at, end_at), sys.stdout)
+    sys.stdout.flush()
 
 
 def register(app: typer.Typer) -> None:

@@ -21,6 +21,7 @@ from zlib_ng import gzip_ng  # zlib-ng: the same gzip stream as the stdlib's, ab
 
 from marketkeeper.closing import Closing
 from marketkeeper.errors import ConfigurationError
+from marketkeeper.influxdb.chunked import Chunk, iter_chunks
 from marketkeeper.influxdb.errors import (
     InfluxDBDatabaseNotFoundError,
     InfluxDBError,
@@ -265,9 +266,7 @@ class InfluxDBClient(Closing):
     def write_points(self, points: Iterable[Point]) -> int:
         """Write :class:`Point` objects (nanosecond timestamps) and return how many were sent.
 
-        :raises InfluxDBDatabaseNotFoundError: as :meth:`write_lines`.
-        :raises InfluxDBWriteError: as :meth:`write_lines`.
-        :raises StoreUnavailableError: as :meth:`write_lines`.
+        :raises InfluxDBError, StoreUnavailableError: as :meth:`write_lines`.
         """
         return self.write_lines((point.to_line() for point in points), precision="ns")
 
@@ -285,42 +284,17 @@ class InfluxDBClient(Closing):
         :raises InfluxDBError: the server failed (5xx after retries) or did not answer with InfluxDB's JSON.
         :raises StoreUnavailableError: the server could not be reached.
         """
-        data: dict[str, str] = {"q": q, "db": self.database}
-        if self.retention_policy:
-            data["rp"] = self.retention_policy
-        if epoch is not None:
-            if epoch not in PRECISIONS:
-                raise ValueError(f"epoch must be one of {sorted(PRECISIONS)} or None, got {epoch!r}")
-            data["epoch"] = epoch
-        if params:
-            data["params"] = json.dumps(dict(params), default=_json_param)
-        response = self._http.request("POST", "/query", data=data)
+        response = self._http.request("POST", "/query", data=self._query_form(q, params, epoch))
         try:
             body = response.json()
         except ValueError:
             body = None
         if not response.ok or not isinstance(body, dict) or "error" in body:
-            message = self._http.scrub(server_message(response))
-            if (missing := self._not_found(message, response.status_code, check_name=True)) is not None:
-                raise missing
-            # A 4xx is the query's fault; a 5xx or a body that is not InfluxDB's JSON is the server's.
-            error = InfluxQLError if 400 <= response.status_code < 500 else InfluxDBError
-            raise error(
-                f"InfluxQL on {self.url} failed (HTTP {response.status_code}): {message}",
-                status=response.status_code,
-                server_message=message,
-            )
+            raise self._failed_query(response)
         series: list[Series] = []
         for result in body.get("results", []):
             if "error" in result:
-                message = self._http.scrub(str(result["error"]))
-                if (missing := self._not_found(message, None, check_name=True)) is not None:
-                    raise missing
-                raise InfluxQLError(
-                    f"InfluxQL statement {result.get('statement_id')} on {self.url} failed: {message}",
-                    status=None,
-                    server_message=message,
-                )
+                raise self._failed_statement(str(result["error"]), result.get("statement_id"))
             for raw in result.get("series", []):
                 series.append(
                     Series(
@@ -331,6 +305,50 @@ class InfluxDBClient(Closing):
                     )
                 )
         return series
+
+    def query_chunked(
+        self, q: str, *, params: Mapping[str, object] | None = None, chunk_size: int = 100_000
+    ) -> Iterator[Chunk]:
+        """Run one InfluxQL ``SELECT`` chunked, yielding :class:`~marketkeeper.influxdb.chunked.Chunk` s of at most
+        ``chunk_size`` rows (times in ns) as they arrive; the request lives as long as the iteration.
+
+        :raises InfluxDBError: as :meth:`query` (also when the server fails the query part-way).
+        """
+        form = {**self._query_form(q, params, "ns"), "chunked": "true", "chunk_size": str(chunk_size)}
+        with self._http.request("POST", "/query", data=form, stream=True) as response:
+            if not response.ok:
+                raise self._failed_query(response)
+            yield from iter_chunks(response.raw, self._failed_statement, scrub=self._http.scrub)
+
+    def _query_form(self, q: str, params: Mapping[str, object] | None, epoch: str | None) -> dict[str, str]:
+        data: dict[str, str] = {"q": q, "db": self.database}
+        if self.retention_policy:
+            data["rp"] = self.retention_policy
+        if epoch is not None:
+            if epoch not in PRECISIONS:
+                raise ValueError(f"epoch must be one of {sorted(PRECISIONS)} or None, got {epoch!r}")
+            data["epoch"] = epoch
+        if params:
+            data["params"] = json.dumps(dict(params), default=_json_param)
+        return data
+
+    def _failed_query(self, response: requests.Response) -> InfluxDBError:
+        message = self._http.scrub(server_message(response))
+        if (missing := self._not_found(message, response.status_code, check_name=True)) is not None:
+            return missing
+        # A 4xx is the query's fault; a 5xx or a body that is not InfluxDB's JSON is the server's.
+        error = InfluxQLError if 400 <= response.status_code < 500 else InfluxDBError
+        return error(
+            f"InfluxQL on {self.url} failed (HTTP {response.status_code}): {message}",
+            status=response.status_code,
+            server_message=message,
+        )
+
+    def _failed_statement(self, error: str, statement_id: object) -> InfluxDBError:
+        message = self._http.scrub(error)
+        text = f"InfluxQL statement {statement_id} on {self.url} failed: {message}"
+        missing = self._not_found(message, None, check_name=True)
+        return missing or InfluxQLError(text, status=None, server_message=message)
 
     def database_exists(self) -> bool:
         """Whether this client's database exists on the server.

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import ClassVar
+from typing import ClassVar, Final
 
 import numpy as np
 import numpy.typing as npt
@@ -41,6 +41,7 @@ from marketkeeper.errors import MarketkeeperError, series_context
 from marketkeeper.timeframes import TimeframeError, check_range
 
 __all__ = [
+    "CHUNK_ROWS",
     "VALUE_COLUMNS",
     "CandleStore",
     "CandleStoreError",
@@ -53,6 +54,10 @@ __all__ = [
 
 #: The float columns every candle has, in storage order.
 VALUE_COLUMNS: tuple[str, ...] = (OPEN, HIGH, LOW, CLOSE, VOLUME)
+#: Candles per frame of :meth:`CandleStore.iter_frames` unless told otherwise (about 10 MB of frame).
+CHUNK_ROWS: Final = 100_000
+#: Candles per frame inside :meth:`CandleStore.read`, which holds them all anyway: fewer, larger pieces.
+_READ_CHUNK_ROWS: Final = 1_000_000
 
 
 class CandleStoreError(MarketkeeperError):
@@ -245,9 +250,37 @@ class CandleStore(Closing):
     def _check_writable(self, key: SeriesKey) -> None:
         """Refuse a series the backend cannot hold, before anything is written (default: every series)."""
 
-    @abc.abstractmethod
     def read(self, key: SeriesKey, start: datetime, end: datetime) -> pd.DataFrame:
-        """The candles of ``key`` with open times in ``[start, end)``, ascending."""
+        """The candles of ``key`` with open times in ``[start, end)``, ascending, in one frame.
+
+        :raises CandleStoreError: the store failed (naming the operation ``read``, the series and range).
+        """
+        frames = list(self.iter_frames(key, start, end, chunk_rows=_READ_CHUNK_ROWS))
+        if len(frames) == 1:
+            return frames[0]
+        if not frames:
+            return frame_from_columns(np.empty(0, dtype=np.int64), {name: [] for name in VALUE_COLUMNS})
+        return pd.concat(frames, ignore_index=True)
+
+    def iter_frames(
+        self, key: SeriesKey, start: datetime, end: datetime, *, chunk_rows: int = CHUNK_ROWS
+    ) -> Iterator[pd.DataFrame]:
+        """The candles of ``key`` with open times in ``[start, end)`` as consecutive canonical frames, in
+        constant memory: each holds between 1 and ``chunk_rows`` candles, in ascending open time, and the
+        frames together are exactly what :meth:`read` returns. An empty range yields no frame.
+
+        The key, range and ``chunk_rows`` are checked when this is called; the store is read as the frames are
+        taken, and a failure then raises :class:`CandleStoreError` (operation ``read``) from the iteration.
+        Closing the iterator early releases the connection or request.
+        """
+        start, end = self._range(start, end)
+        if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, int) or chunk_rows < 1:
+            raise ValueError(f"chunk_rows must be a positive int, got {chunk_rows!r}")
+        return self._frames(self._check_key(key), start, end, chunk_rows)
+
+    @abc.abstractmethod
+    def _frames(self, key: SeriesKey, start: datetime, end: datetime, chunk_rows: int) -> Iterator[pd.DataFrame]:
+        """:meth:`iter_frames` after its arguments were checked: a generator, errors wrapped by :meth:`_failing`."""
 
     @abc.abstractmethod
     def latest(self, key: SeriesKey, n: int = 1) -> pd.DataFrame:

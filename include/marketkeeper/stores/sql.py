@@ -11,7 +11,7 @@ row; the bits travel unconverted end to end. On SQLite the upsert is an executem
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Final, cast
 
@@ -36,7 +36,7 @@ from marketkeeper.stores.base import (
     PreparedCandles,
     frame_from_columns,
 )
-from marketkeeper.stores.sql_copy import stage_candles, staging
+from marketkeeper.stores.sql_copy import copy_frames, copy_open_times, stage_candles, staging
 
 __all__ = ["SQLCandleStore"]
 
@@ -239,12 +239,15 @@ class SQLCandleStore(CandleStore):
             trade_count=list(trade_count),
         )
 
-    def read(self, key: SeriesKey, start: datetime, end: datetime) -> pd.DataFrame:
-        start, end = self._range(start, end)
-        stmt = self._select().where(self._in_range(key, start, end)).order_by(CANDLES.c.open_time)
+    def _frames(self, key: SeriesKey, start: datetime, end: datetime, chunk_rows: int) -> Iterator[pd.DataFrame]:
         with self._failing("read", key, start, end), self._engine.connect() as conn:
-            rows = conn.execute(stmt).all()
-        return self._to_frame(rows)
+            if self.backend == "postgresql":
+                # One streamed binary COPY parsed by numpy: no Python object per row or value.
+                yield from copy_frames(conn, key, start, end, chunk_rows)
+                return
+            stmt = self._select().where(self._in_range(key, start, end)).order_by(CANDLES.c.open_time)
+            for rows in conn.execute(stmt).partitions(chunk_rows):
+                yield self._to_frame(rows)
 
     def latest(self, key: SeriesKey, n: int = 1) -> pd.DataFrame:
         self._check_n(n)
@@ -262,9 +265,11 @@ class SQLCandleStore(CandleStore):
 
     def open_times(self, key: SeriesKey, start: datetime, end: datetime) -> npt.NDArray[np.int64]:
         start, end = self._range(start, end)
-        column = self._time_us() if self.backend == "postgresql" else CANDLES.c.open_time
-        stmt = sa.select(column).where(self._in_range(key, start, end)).order_by(CANDLES.c.open_time)
+        self._check_key(key)
         with self._failing("open_times", key, start, end), self._engine.connect() as conn:
+            if self.backend == "postgresql":
+                return copy_open_times(conn, key, start, end)
+            stmt = sa.select(CANDLES.c.open_time).where(self._in_range(key, start, end)).order_by(CANDLES.c.open_time)
             values = conn.execute(stmt).scalars().all()
         return self._times_ns(values)
 

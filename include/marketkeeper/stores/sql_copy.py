@@ -1,25 +1,35 @@
-"""Staging candles for the SQL store on PostgreSQL: a temporary float8 table filled by one binary ``COPY``.
+"""Binary ``COPY`` in and out of PostgreSQL for the SQL store: writes stage candles in a temporary float8
+table filled by one ``COPY .. FROM STDIN``; reads stream ``COPY (SELECT ..) TO STDOUT``.
 
-The payload is built with numpy (no per-row Python): every record has the same fixed width, so the layout
-is one big-endian numpy dtype and the rows are written into one buffer at once. Nothing from the input
-reaches the DDL or the COPY statement: the staging table's name and columns are constants.
+Both directions use rows of one fixed width (an absent quote volume travels as NaN, an absent trade count as
+``has_trade_count = false``), so the layout is one big-endian numpy dtype and rows are built or parsed a
+buffer at a time, never a row at a time in Python. Nothing from the input reaches a statement's text: table
+and column names are constants, and a read's series and range are bound by psycopg.
 """
 
 from __future__ import annotations
 
-from typing import Any, Final
+import select
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any, Final, TypeVar
 
 import numpy as np
+import numpy.typing as npt
+import pandas as pd
 import psycopg
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 
-from marketkeeper.candles import QUOTE_VOLUME, TRADE_COUNT
+from marketkeeper.candles import QUOTE_VOLUME, TRADE_COUNT, SeriesKey
 from marketkeeper.ledger.types import UTCDateTime
-from marketkeeper.stores.base import VALUE_COLUMNS, PreparedCandles
+from marketkeeper.stores.base import VALUE_COLUMNS, PreparedCandles, frame_from_columns
 
-__all__ = ["STAGING_TABLE", "copy_payload", "stage_candles", "staging"]
+__all__ = ["STAGING_TABLE", "copy_frames", "copy_open_times", "copy_payload", "stage_candles", "staging"]
+
+T = TypeVar("T")
 
 # PostgreSQL's binary COPY: signature, flags, header extension length; trailer is a field count of -1.
 _COPY_HEADER: Final = b"PGCOPY\n\xff\r\n\x00" + b"\x00\x00\x00\x00" + b"\x00\x00\x00\x00"
@@ -113,3 +123,141 @@ def stage_candles(conn: Connection, prepared: PreparedCandles) -> None:
     with driver.cursor() as cursor, cursor.copy(_COPY_STAGING) as copy:
         for begin in range(0, len(payload), _COPY_SLICE):
             copy.write(payload[begin : begin + _COPY_SLICE])
+
+
+# --- reads -----------------------------------------------------------------------------------------------
+
+# The columns of the staging layout, so a read parses with the very dtype a write builds.
+_COPY_CANDLES_OUT: Final = (
+    "COPY (SELECT open_time, open, high, low, close, volume, coalesce(quote_volume, 'NaN'::float8), "
+    "trade_count IS NOT NULL, coalesce(trade_count, 0)::bigint FROM candles "
+    "WHERE exchange = %s AND symbol = %s AND timeframe = %s AND open_time >= %s AND open_time < %s "
+    "ORDER BY open_time) TO STDOUT (FORMAT BINARY)"
+)
+_COPY_TIMES_OUT: Final = (
+    "COPY (SELECT open_time FROM candles "
+    "WHERE exchange = %s AND symbol = %s AND timeframe = %s AND open_time >= %s AND open_time < %s "
+    "ORDER BY open_time) TO STDOUT (FORMAT BINARY)"
+)
+_LAST_MESSAGES: Final = (_COPY_TRAILER, _COPY_HEADER + _COPY_TRAILER)
+_LAST_SIZES: Final = frozenset(len(m) for m in _LAST_MESSAGES)
+_TIMES_LAYOUT: Final = np.dtype([("fields", ">i2"), ("open_time_len", ">i4"), ("open_time", ">i8")])
+#: Open times per parsed piece of :func:`copy_open_times` (1.4 MB of COPY data).
+_TIMES_CHUNK: Final = 100_000
+
+
+def _check_lengths(records: npt.NDArray[Any], layout: np.dtype[Any]) -> None:
+    """Refuse records whose field count or lengths are not the layout's: a NULL would shift every byte after it."""
+    names = layout.names or ()
+    fields = len(names) // 2
+    bad = records["fields"] != fields
+    for name in names:
+        if name.endswith("_len"):
+            bad |= records[name] != layout[name[: -len("_len")]].itemsize
+    if bad.any():
+        raise psycopg.DataError(f"COPY row {int(np.flatnonzero(bad)[0])} does not have the expected fixed-width fields")
+
+
+def _take(buffer: bytearray, layout: np.dtype[Any], n: int, convert: Callable[[npt.NDArray[Any]], T]) -> T:
+    records = np.frombuffer(buffer, dtype=layout, count=n)
+    _check_lengths(records, layout)
+    out = convert(records)  # copies into native arrays, so the view dies here and the buffer can shrink
+    del records
+    del buffer[: n * layout.itemsize]
+    return out
+
+
+def _parse(
+    stream: Iterable[Any], layout: np.dtype[Any], chunk_rows: int, convert: Callable[[npt.NDArray[Any]], T]
+) -> Iterator[T]:
+    """The rows of a binary ``COPY .. TO STDOUT`` stream of fixed-width ``layout`` records, ``chunk_rows`` at a
+    time, each piece converted as soon as it is complete (the stream's messages are appended to one buffer)."""
+    buffer = bytearray()
+    header = True
+    piece = layout.itemsize * chunk_rows
+    for data in stream:
+        buffer += data
+        if header:
+            if len(buffer) < len(_COPY_HEADER):
+                continue
+            if buffer[: len(_COPY_HEADER)] != _COPY_HEADER:
+                raise psycopg.DataError("COPY TO STDOUT did not start with the binary COPY header")
+            del buffer[: len(_COPY_HEADER)]
+            header = False
+        while len(buffer) >= piece:
+            yield _take(buffer, layout, chunk_rows, convert)
+    if header or buffer[-len(_COPY_TRAILER) :] != _COPY_TRAILER or (len(buffer) - 2) % layout.itemsize:
+        raise psycopg.DataError("COPY TO STDOUT ended without the binary COPY trailer")
+    del buffer[-len(_COPY_TRAILER) :]
+    if buffer:
+        yield _take(buffer, layout, len(buffer) // layout.itemsize, convert)
+
+
+def _times_ns(pg_us: npt.NDArray[Any]) -> npt.NDArray[np.int64]:
+    return (pg_us.astype(np.int64) + _PG_EPOCH_US) * 1000
+
+
+def _candle_frame(records: npt.NDArray[Any]) -> pd.DataFrame:
+    quote_volume = records[QUOTE_VOLUME].astype(np.float64)
+    present = records["has_trade_count"].astype(np.bool_)
+    return frame_from_columns(
+        _times_ns(records["open_time"]),
+        {name: records[name].astype(np.float64) for name in VALUE_COLUMNS},
+        quote_volume=quote_volume,
+        trade_count=pd.arrays.IntegerArray(records[TRADE_COUNT].astype(np.int64), ~present),
+    )
+
+
+@contextmanager
+def _copy_out(conn: Connection, statement: str, key: SeriesKey, start: datetime, end: datetime) -> Iterator[Any]:
+    driver = conn.connection.driver_connection
+    if not isinstance(driver, psycopg.Connection):
+        raise TypeError(f"binary COPY needs a psycopg 3 connection, got {type(driver).__name__}")
+    # COPY takes no server-side parameters: psycopg binds these client-side, quoted as literals.
+    params = (key.exchange, key.symbol, str(key.timeframe), start, end)
+    with driver.cursor() as cursor, cursor.copy(statement, params) as copy:
+        yield _messages(driver.pgconn)
+        # The trailer was the last data: psycopg reads the end of the COPY and its result (or error) itself.
+        if copy.read():
+            raise psycopg.DataError("COPY TO STDOUT sent data after the binary COPY trailer")
+
+
+def _messages(pgconn: psycopg.pq.abc.PGconn) -> Iterator[memoryview]:
+    """The data messages of a binary COPY TO STDOUT up to and including its trailer, straight from libpq.
+
+    A binary COPY sends one message per row, and psycopg's ``Copy.read`` spends a generator and a wait on
+    each: on two cores that alone cost more than PostgreSQL's own work. This loop is psycopg's ``copy_from``
+    without those layers, and stops at the trailer so that psycopg still ends the COPY.
+    """
+    while True:
+        nbytes, data = pgconn.get_copy_data(1)
+        if nbytes > 0:
+            yield data
+            # PostgreSQL sends every row as a message of its own and the trailer alone, or with the header
+            # when there were no rows: no row message can look like either.
+            if nbytes in _LAST_SIZES and bytes(data) in _LAST_MESSAGES:
+                return
+        elif nbytes == 0:
+            select.select([pgconn.socket], [], [])
+            pgconn.consume_input()
+        else:
+            # The COPY ended or failed before its trailer: raise, so that psycopg cancels and cleans up.
+            error = pgconn.get_error_message().strip() or "the COPY ended before its trailer"
+            raise psycopg.OperationalError(f"COPY TO STDOUT failed: {error}")
+
+
+def copy_frames(
+    conn: Connection, key: SeriesKey, start: datetime, end: datetime, chunk_rows: int
+) -> Iterator[pd.DataFrame]:
+    """The candles of ``key`` in ``[start, end)`` as canonical frames of at most ``chunk_rows``, parsed from one
+    streamed binary ``COPY (SELECT ..) TO STDOUT`` (the bits of every double travel unconverted)."""
+    with _copy_out(conn, _COPY_CANDLES_OUT, key, start, end) as copy:
+        yield from _parse(copy, _COPY_LAYOUT, chunk_rows, _candle_frame)
+
+
+def copy_open_times(conn: Connection, key: SeriesKey, start: datetime, end: datetime) -> npt.NDArray[np.int64]:
+    """The open times of ``key`` in ``[start, end)`` as ascending int64 nanoseconds: one binary COPY of the
+    ``open_time`` column."""
+    with _copy_out(conn, _COPY_TIMES_OUT, key, start, end) as copy:
+        parts = list(_parse(copy, _TIMES_LAYOUT, _TIMES_CHUNK, lambda r: _times_ns(r["open_time"])))
+    return np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
