@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 export GX_ANALYTICS_ENABLED := False
 export MARKETKEEPER_HOME ?= $(CURDIR)/var
 
-.PHONY: help venv services demo test test-fast lint format bench up clean
+.PHONY: help venv services demo test test-fast lint format bench up up-celery clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -50,9 +50,15 @@ test-fast: $(STAMP) ## Unit tests only: no server needed
 bench: $(STAMP) services ## Benchmarks: ratios against a baseline measured in the same run
 	@rc=0; for b in bench/[!_]*.py; do echo "== $$b"; PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python $$b || rc=1; done; exit $$rc
 
+bench-scale: $(STAMP) services ## ohlcv_ingest with the real scheduler at 10, 100 and 500 markets (several minutes)
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python bench/scale.py --sizes 10,100,500 --single-upto 10
+
 up: $(STAMP) ## Serve the Airflow UI (airflow standalone) on this project
 	PATH=$(CURDIR)/$(BIN):$$PATH scripts/airflow-init.sh >/dev/null
 	PATH=$(CURDIR)/$(BIN):$$PATH scripts/airflow.sh standalone
+
+up-celery: $(STAMP) services ## The same under CeleryExecutor: Redis broker (DB 1), PostgreSQL metadata, 2 workers
+	PATH=$(CURDIR)/$(BIN):$$PATH scripts/airflow-celery.sh
 
 clean: ## Remove the venv, local Airflow home and embedded stores (stops a locally started InfluxDB)
 	-scripts/services.sh stop-influxdb

@@ -1,7 +1,8 @@
 """
 ### ohlcv_ingest
 
-Ingests closed OHLCV candles of every active market into the candle store, one mapped task per market.
+Ingests closed OHLCV candles of every active market into the candle store, one mapped task per batch of
+markets.
 
 * **Markets** come from `include/config/markets.yaml`, or from the Airflow Variable `marketkeeper_markets`
   (same YAML/JSON shape) when it is set; each run syncs them into the ledger's `markets` table.
@@ -22,7 +23,15 @@ Ingests closed OHLCV candles of every active market into the candle store, one m
 * **Manual runs** (Trigger DAG w/ config): pick markets and an explicit `start`/`end` of open times (ISO
   8601, UTC). A bad selection fails at once, without retries.
 
-Exchange calls share the `exchange_api` pool.
+* **Batches.** `plan` cuts the markets into batches of one exchange (`batch_size` param, else
+  `MARKETKEEPER_BATCH_SIZE`, else 50); each `ingest` task opens the stores and the quality gate once and
+  ingests its markets one at a time, each under its own series lock. The map index names the batch's markets.
+  A market that fails does not stop the others: they are written and announced, then the task fails naming
+  each failed market and its cause (map label `FAILED n/m: ...`, task log, XCom `failed`). Each completed
+  market is recorded in `system_events`, so a retry redoes only the failed ones and announces the others
+  again from the record (Airflow drops a failed try's Asset events).
+
+Exchange calls share the `exchange_api` pool: a batch calls one exchange, one market at a time.
 """
 
 from __future__ import annotations
@@ -34,42 +43,32 @@ from airflow.sdk import CronDataIntervalTimetable, task
 
 from marketkeeper.airflow.dag_glue import (
     CANDLES_ALIAS,
+    batch_size_param,
     marketkeeper_dag,
     markets_param,
     max_failed_fraction_param,
-    plan_markets,
+    plan_batches,
     time_param,
 )
 
 
 @task(pool="exchange_api", outlets=[CANDLES_ALIAS], map_index_template="{{ map_label }}")
-def ingest(market: dict[str, Any], **context: Any) -> dict[str, Any]:
-    """Ingest one market's candles that closed in the run's data interval (or the explicit start/end)."""
-    from marketkeeper.airflow.dag_glue import airflow_ids, emit_asset_events, fail_fast, set_map_label
-    from marketkeeper.airflow.ingestion import ingest_market, interval_for
+def ingest(batch: dict[str, Any], **context: Any) -> list[dict[str, Any]]:
+    """Ingest each market of the batch over the candles that closed in the run's data interval (or the explicit
+    start/end); fail at the end naming every market that failed."""
+    from marketkeeper.airflow.ingestion import ingest_batch
 
-    set_map_label(f"{market['exchange']}:{market['symbol']}:{market['base_timeframe']}")
-    with fail_fast():
-        start, end = interval_for(context, market)
-    summary, events = ingest_market(
-        market,
-        start,
-        end,
-        max_failed_fraction=float(context["params"]["max_failed_fraction"]),
-        airflow=airflow_ids(context),
-    )
-    emit_asset_events(context, events)
-    return dict(summary)
+    return ingest_batch(batch, context)
 
 
 @task
-def summary(reports: list[dict[str, Any]]) -> dict[str, int]:
+def summary(batches: list[list[dict[str, Any]]]) -> dict[str, int]:
     """Log one line per market and return the run's totals."""
     import logging
 
     log = logging.getLogger("airflow.task")
     totals = {"markets": 0, "fetched": 0, "written": 0, "quarantined": 0, "skipped": 0}
-    for report in reports:
+    for report in (market for batch in batches for market in batch):
         log.info(
             "%s %s [%s, %s): %s written, %s quarantined, %s skipped",
             report["market"], report["timeframe"], report["start"], report["end"],
@@ -93,10 +92,11 @@ def summary(reports: list[dict[str, Any]]) -> dict[str, int]:
         "start": time_param("Start (UTC, inclusive)", "First open time; with End, replaces the data interval."),
         "end": time_param("End (UTC, exclusive)", "Open times before this."),
         "max_failed_fraction": max_failed_fraction_param(),
+        "batch_size": batch_size_param(),
     },
 )
 def ohlcv_ingest() -> None:
-    summary(ingest.expand(market=plan_markets()))
+    summary(ingest.expand(batch=plan_batches()))
 
 
 ohlcv_ingest()

@@ -68,18 +68,19 @@ def test_stores_check_shape(dagbag: Any) -> None:
 @pytest.mark.parametrize(
     ("dag_id", "worker", "params"),
     [
-        ("ohlcv_ingest", "ingest", {"markets", "start", "end", "max_failed_fraction"}),
+        ("ohlcv_ingest", "ingest", {"markets", "start", "end", "max_failed_fraction", "batch_size"}),
         (
             "ohlcv_gaps",
             "repair",
-            {"markets", "start", "end", "window_days", "retry_source_empty", "max_failed_fraction"},
+            {"markets", "start", "end", "window_days", "retry_source_empty", "max_failed_fraction", "batch_size"},
         ),
     ],
 )
-def test_candle_dags_plan_then_work_per_market_then_summarise(
+def test_candle_dags_plan_then_work_per_batch_then_summarise(
     dagbag: Any, dag_id: str, worker: str, params: set[str]
 ) -> None:
-    """plan -> one mapped task per market (on the exchange pool, emitting through the candles alias) -> summary."""
+    """plan -> one mapped task per batch of markets (on the exchange pool, emitting through the candles alias)
+    -> summary."""
     dag = dagbag.dags[dag_id]
     assert set(dag.task_ids) == {"plan", worker, "summary"}
     mapped = dag.get_task(worker)

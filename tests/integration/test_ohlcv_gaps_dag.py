@@ -98,7 +98,7 @@ def test_a_run_over_a_window_fills_its_holes_records_them_and_announces_each_ran
         candle_event(HOLED, *holes[0], 60, "backfill"),
         candle_event(HOLED, *holes[1], 1, "backfill"),
     ]
-    [summary] = xcom_returns(airflow_home, run_id, "repair")
+    [[summary]] = xcom_returns(airflow_home, run_id, "repair")  # one batch of one market
     assert {k: summary[k] for k in ("label", "window_start", "window_end", "origin")} == {
         "label": str(HOLED),
         "window_start": T0.isoformat(),
@@ -125,7 +125,7 @@ def test_a_market_without_first_date_or_candles_is_checked_over_the_default_hori
     assert "state=success" in output
 
     run_id = dag_run_id(result)
-    [summary] = xcom_returns(airflow_home, run_id, "repair")
+    [[summary]] = xcom_returns(airflow_home, run_id, "repair")  # one batch of one market
     origin = f"default horizon ({DEFAULT_HISTORY_DAYS} days: no first_date, nothing stored)"
     assert summary["origin"] == origin
     assert f"from {origin}" in output  # the summary task's log line says where the window started

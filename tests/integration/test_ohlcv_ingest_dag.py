@@ -237,7 +237,9 @@ def test_scheduled_runs_ingest_the_candles_that_closed_in_their_interval_and_ann
     assert asset_events(airflow_home, dag_run_id(second)) == [
         candle_event(ONE_MIN, DAY + 4 * hour, DAY + 5 * hour, 60, "ingest"),
     ]
-    summaries = {(s["market"], s["timeframe"]): s for s in xcom_returns(airflow_home, dag_run_id(second), "ingest")}
+    # One batch (both series are on one exchange): its XCom lists each market's summary.
+    [batch] = xcom_returns(airflow_home, dag_run_id(second), "ingest")
+    summaries = {(s["market"], s["timeframe"]): s for s in batch}
     assert summaries[("dagsched:BTC/USDT", "4h")] == {
         "market": "dagsched:BTC/USDT",
         "timeframe": "4h",

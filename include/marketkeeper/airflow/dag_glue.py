@@ -20,12 +20,14 @@ __all__ = [
     "MAP_LABEL",
     "AssetEvent",
     "airflow_ids",
+    "batch_size_param",
     "default_args",
     "emit_asset_events",
     "fail_fast",
     "marketkeeper_dag",
     "markets_param",
     "max_failed_fraction_param",
+    "plan_batches",
     "plan_markets",
     "selection_param",
     "set_map_label",
@@ -95,6 +97,18 @@ def markets_param() -> Param:
     )
 
 
+def batch_size_param() -> Param:
+    """Markets per mapped task; empty = ``MARKETKEEPER_BATCH_SIZE`` or the default (read when the run plans)."""
+    return Param(
+        None,
+        type=["null", "integer"],
+        minimum=1,
+        maximum=1000,
+        title="Markets per task",
+        description="Markets each mapped task handles, one at a time; empty = MARKETKEEPER_BATCH_SIZE or 50.",
+    )
+
+
 def max_failed_fraction_param() -> Param:
     return Param(
         0.01,
@@ -143,6 +157,17 @@ def plan_markets(**context: Any) -> list[dict[str, Any]]:
 
     with fail_fast():
         return plan(context["params"]["markets"])
+
+
+@task(task_id="plan")
+def plan_batches(**context: Any) -> list[dict[str, Any]]:
+    """Sync the declared markets into the ledger; the active (or selected) ones in batches of ``batch_size``
+    markets of one exchange, to map over (one task per batch, its markets named in the map label)."""
+    from marketkeeper.airflow.ingestion import plan_batches as plan
+
+    params = context["params"]
+    with fail_fast():
+        return [dict(b) for b in plan(params["markets"], params.get("batch_size"))]
 
 
 def emit_asset_events(context: Mapping[str, Any], events: list[dict[str, Any]]) -> None:

@@ -6,13 +6,26 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict, cast
 
 from marketkeeper.airflow.ingestion import asset_event
 from marketkeeper.errors import ConfigurationError, MarketkeeperError
 from marketkeeper.markets import MarketSpec
 
-__all__ = ["GapsFailedError", "GapsSummary", "raise_on_failures", "repair_market", "window_for"]
+if TYPE_CHECKING:
+    from marketkeeper.airflow.batches import MarketResult
+    from marketkeeper.gaps.backfill import BackfillReport
+    from marketkeeper.services.gaps import BackfillRequest
+
+__all__ = [
+    "GapsFailedError",
+    "GapsSummary",
+    "raise_on_failures",
+    "repair_batch",
+    "repair_market",
+    "repair_result",
+    "window_for",
+]
 
 
 class GapsFailedError(MarketkeeperError):
@@ -63,6 +76,40 @@ def window_for(params: Mapping[str, Any], spec: MarketSpec, now: datetime) -> tu
     return start, end
 
 
+def _request(params: Mapping[str, Any], spec: MarketSpec, now: datetime) -> BackfillRequest:
+    from marketkeeper.services.gaps import BackfillRequest
+
+    start, end = window_for(params, spec, now)
+    return BackfillRequest(
+        spec,
+        start,
+        end,
+        retry_source_empty=bool(params.get("retry_source_empty")),
+        max_failed_fraction=float(params.get("max_failed_fraction", 0.01)),
+    )
+
+
+def repair_result(report: BackfillReport) -> MarketResult:
+    """What a task keeps of one market's repair: its XCom summary and one Asset event per range written."""
+    summary: GapsSummary = {
+        "label": str(report.key),
+        "window_start": report.start.isoformat(),
+        "window_end": report.end.isoformat(),
+        "origin": report.origin,
+        "gaps_attempted": report.gaps_attempted,
+        "filled": report.filled,
+        "partially_filled": report.partially_filled,
+        "source_empty": report.source_empty,
+        "failed": report.failed,
+        "written": report.written,
+        "missing_after": report.missing_after,
+        "errors": report.errors[:10],
+    }
+    events = [asset_event(report.key, w.start, w.end, w.rows, origin="backfill") for w in report.written_ranges]
+    result: MarketResult = {"summary": dict(summary), "events": events}
+    return result
+
+
 def repair_market(
     market: Mapping[str, Any],
     params: Mapping[str, Any],
@@ -76,38 +123,41 @@ def repair_market(
     by :func:`raise_on_failures`, so that the candles written before still get their Asset events.
     """
     from marketkeeper.airflow.stores import store_config
-    from marketkeeper.services.gaps import BackfillError, BackfillRequest, backfill_market
+    from marketkeeper.services.gaps import BackfillError, backfill_market
 
-    spec = MarketSpec.model_validate(market)
     clock = now or datetime.now(UTC)
-    start, end = window_for(params, spec, clock)
-    request = BackfillRequest(
-        spec,
-        start,
-        end,
-        retry_source_empty=bool(params.get("retry_source_empty")),
-        max_failed_fraction=float(params.get("max_failed_fraction", 0.01)),
-    )
+    request = _request(params, MarketSpec.model_validate(market), clock)
     try:
         report = backfill_market(store_config(), request, airflow=airflow, now=clock)
     except BackfillError as exc:
         report = exc.report
-    summary: GapsSummary = {
-        "label": str(spec.key),
-        "window_start": report.start.isoformat(),
-        "window_end": report.end.isoformat(),
-        "origin": report.origin,
-        "gaps_attempted": report.gaps_attempted,
-        "filled": report.filled,
-        "partially_filled": report.partially_filled,
-        "source_empty": report.source_empty,
-        "failed": report.failed,
-        "written": report.written,
-        "missing_after": report.missing_after,
-        "errors": report.errors[:10],
-    }
-    events = [asset_event(spec.key, w.start, w.end, w.rows, origin="backfill") for w in report.written_ranges]
-    return summary, events
+    result = repair_result(report)
+    return cast(GapsSummary, result["summary"]), result["events"]
+
+
+def repair_batch(
+    batch: Mapping[str, Any], context: Mapping[str, Any], *, now: datetime | None = None
+) -> list[dict[str, Any]]:
+    """One ``ohlcv_gaps.repair`` task: :func:`repair_market`'s work for every market of ``batch`` on one set of
+    stores; the completed markets' summaries (see :func:`~marketkeeper.airflow.batches.finish_batch`).
+
+    Failed gaps leave their market completed (recorded in the registry, failed later by
+    :func:`raise_on_failures`); a market whose backfill raised anything else fails the task at the end.
+    """
+    from marketkeeper.airflow.batches import checkpoint_for, finish_batch
+    from marketkeeper.airflow.dag_glue import airflow_ids, fail_fast, set_map_label
+    from marketkeeper.airflow.stores import store_config
+    from marketkeeper.services.batch import backfill_markets
+
+    set_map_label(batch["label"])
+    clock = now or datetime.now(UTC)
+    with fail_fast():
+        requests = [_request(context["params"], MarketSpec.model_validate(m), clock) for m in batch["markets"]]
+        config = store_config()
+    report = backfill_markets(
+        config, requests, airflow=airflow_ids(context), checkpoint=checkpoint_for(context, repair_result), now=clock
+    )
+    return finish_batch(context, batch, report, repair_result)
 
 
 def raise_on_failures(reports: Sequence[Mapping[str, Any]]) -> dict[str, int]:

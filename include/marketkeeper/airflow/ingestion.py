@@ -6,19 +6,26 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict, cast
 from urllib.parse import quote
 
 from marketkeeper.candles import SeriesKey
 from marketkeeper.errors import ConfigurationError
 from marketkeeper.markets import MarketSpec
 
+if TYPE_CHECKING:
+    from marketkeeper.airflow.batches import MarketBatch, MarketResult
+    from marketkeeper.ingest import IngestReport
+
 __all__ = [
     "IngestSummary",
     "asset_event",
     "declared_override",
+    "ingest_batch",
     "ingest_market",
+    "ingest_result",
     "interval_for",
+    "plan_batches",
     "plan_markets",
     "series_asset_uri",
 ]
@@ -56,6 +63,15 @@ def plan_markets(selected: Sequence[str] = ()) -> list[dict[str, Any]]:
     return [spec.model_dump(mode="json") for spec in chosen]
 
 
+def plan_batches(selected: Sequence[str] = (), size: object = None) -> list[MarketBatch]:
+    """Sync the declaration into the ledger; the markets this run keeps, cut into batches of ``size`` (see
+    :func:`~marketkeeper.airflow.batches.batch_size`): what the mapped tasks map over."""
+    from marketkeeper.airflow.batches import batch_size
+    from marketkeeper.airflow.batches import plan_batches as cut
+
+    return cut(plan_markets(selected), batch_size(size))
+
+
 def series_asset_uri(key: SeriesKey) -> str:
     """``marketkeeper://candles/{exchange}/{symbol}/{timeframe}``, path parts percent-encoded."""
     parts = (key.exchange, key.symbol, str(key.timeframe))
@@ -79,6 +95,27 @@ def asset_event(key: SeriesKey, start: datetime, end: datetime, rows: int, *, or
     }
 
 
+def ingest_result(report: IngestReport) -> MarketResult:
+    """What a task keeps of one market's ingestion: its XCom summary and its Asset event (if it wrote)."""
+    key = report.key
+    events = []
+    if report.written and report.first_written is not None and report.last_written is not None:
+        written_end = key.timeframe.next_open(report.last_written)
+        events.append(asset_event(key, report.first_written, written_end, report.written, origin="ingest"))
+    summary: IngestSummary = {
+        "market": f"{key.exchange}:{key.symbol}",
+        "timeframe": str(key.timeframe),
+        "start": report.start.isoformat(),
+        "end": report.end.isoformat(),
+        "fetched": report.fetched,
+        "written": report.written,
+        "quarantined": report.quarantined,
+        "skipped": report.skipped,
+    }
+    result: MarketResult = {"summary": dict(summary), "events": events}
+    return result
+
+
 def ingest_market(
     market: Mapping[str, Any],
     start: datetime,
@@ -97,21 +134,35 @@ def ingest_market(
         IngestRequest(spec, start, end, max_failed_fraction=max_failed_fraction),
         airflow=airflow,
     )
-    events = []
-    if report.written and report.first_written is not None and report.last_written is not None:
-        written_end = spec.key.timeframe.next_open(report.last_written)
-        events.append(asset_event(spec.key, report.first_written, written_end, report.written, origin="ingest"))
-    summary: IngestSummary = {
-        "market": f"{spec.exchange}:{spec.symbol}",
-        "timeframe": str(spec.base_timeframe),
-        "start": report.start.isoformat(),
-        "end": report.end.isoformat(),
-        "fetched": report.fetched,
-        "written": report.written,
-        "quarantined": report.quarantined,
-        "skipped": report.skipped,
-    }
-    return summary, events
+    result = ingest_result(report)
+    return cast(IngestSummary, result["summary"]), result["events"]
+
+
+def ingest_batch(batch: Mapping[str, Any], context: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One ``ohlcv_ingest.ingest`` task: every market of ``batch`` over its interval (:func:`interval_for`), on
+    one set of stores; the completed markets' summaries (see :func:`~marketkeeper.airflow.batches.finish_batch`).
+
+    :raises AirflowFailException: a bad form or connection (no retry can fix it).
+    :raises BatchFailedError: some markets failed; the others were written and announced.
+    """
+    from marketkeeper.airflow.batches import checkpoint_for, finish_batch
+    from marketkeeper.airflow.dag_glue import airflow_ids, fail_fast, set_map_label
+    from marketkeeper.airflow.stores import store_config
+    from marketkeeper.services.batch import ingest_markets
+    from marketkeeper.services.ingest import IngestRequest
+
+    set_map_label(batch["label"])
+    fraction = float(context["params"]["max_failed_fraction"])
+    with fail_fast():
+        requests = [
+            IngestRequest(MarketSpec.model_validate(m), *interval_for(context, m), max_failed_fraction=fraction)
+            for m in batch["markets"]
+        ]
+        config = store_config()
+    report = ingest_markets(
+        config, requests, airflow=airflow_ids(context), checkpoint=checkpoint_for(context, ingest_result)
+    )
+    return finish_batch(context, batch, report, ingest_result)
 
 
 def interval_for(context: Mapping[str, Any], market: Mapping[str, Any]) -> tuple[datetime, datetime]:

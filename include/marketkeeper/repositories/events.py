@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -58,4 +59,17 @@ class SystemEventRepository(Repository[SystemEvent]):
         if severity is not None:
             level = as_enum(EventSeverity, severity, model=self.name, field="severity")
             statement = statement.where(SystemEvent.severity == level)
+        return self._all(statement.limit(limit))
+
+    def matching(
+        self, event_type: str, details: Mapping[str, str], *, limit: int = DEFAULT_PAGE_SIZE
+    ) -> builtins.list[SystemEvent]:
+        """The ``limit`` newest events of ``event_type`` whose ``details`` hold each given key with that text.
+
+        :raises ValidationError: ``limit`` is out of range.
+        """
+        page_bounds(limit, 0)
+        statement = sa.select(SystemEvent).where(SystemEvent.event_type == event_type)
+        for name, value in details.items():
+            statement = statement.where(SystemEvent.details[name].as_string() == value)
         return self._all(statement.limit(limit))

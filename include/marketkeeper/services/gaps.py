@@ -66,11 +66,13 @@ def backfill_market(
     now: datetime | None = None,
     policy: LockPolicy | None = None,
     source: CandleSource | None = None,
+    stores: StoreSet | None = None,
 ) -> BackfillReport:
     """Under the series lock: detect, fill what is due (or everything with ``force``), detect again.
 
     :param source: a source built by the caller instead of the market's declared one.
     :param policy: the lock policy (default: :data:`~marketkeeper.services.policy.LOCK_POLICY`).
+    :param stores: stores a batch already opened, used instead of opening ``config``'s (and left open).
     :raises SeriesLockedError: another writer kept the series past the policy's wait.
     :raises BackfillError: some gaps failed; each is recorded ``failed`` (``exc.report`` has the rest).
     :raises CandleStoreError | SeriesLockLostError: a store or the lock failed; the backfill stopped.
@@ -84,9 +86,9 @@ def backfill_market(
     start = request.start
     if start is not None and spec.first_time is not None:
         start = max(start, spec.first_time)
-    with series_writer(config, spec.key, policy) as (stores, lock):
+    with series_writer(config, spec.key, policy, stores=stores) as (opened, lock):
         detected = detect_series(
-            spec.key, store=stores.candles, ledger=stores.ledger, start=start, end=request.end, now=clock
+            spec.key, store=opened.candles, ledger=opened.ledger, start=start, end=request.end, now=clock
         )
         start, end = detected.window
         if start >= end:
@@ -96,9 +98,9 @@ def backfill_market(
             start,
             end,
             source=source,
-            store=stores.candles,
-            ledger=stores.ledger,
-            cache=stores.cache,
+            store=opened.candles,
+            ledger=opened.ledger,
+            cache=opened.cache,
             force=request.force,
             retry_source_empty=request.retry_source_empty,
             max_failed_fraction=request.max_failed_fraction,

@@ -14,7 +14,7 @@ from marketkeeper.markets import MarketSpec
 from marketkeeper.services.policy import DEFAULT_MAX_FAILED_FRACTION, LockPolicy
 from marketkeeper.services.writer import series_writer
 from marketkeeper.sources.base import CandleSource
-from marketkeeper.store_set import StoreConfig
+from marketkeeper.store_set import StoreConfig, StoreSet
 from marketkeeper.timeframes import Timeframe, check_range
 
 __all__ = ["IngestRequest", "closed_in_interval", "ingest_series"]
@@ -56,6 +56,7 @@ def ingest_series(
     now: datetime | None = None,
     policy: LockPolicy | None = None,
     source: CandleSource | None = None,
+    stores: StoreSet | None = None,
 ) -> IngestReport:
     """Fetch, check, store and announce the request's candles under the series lock.
 
@@ -65,6 +66,7 @@ def ingest_series(
     :param now: the clock for "closed" (default: the current time).
     :param source: a source built by the caller instead of the market's declared one.
     :param policy: the lock policy (default: :data:`~marketkeeper.services.policy.LOCK_POLICY`).
+    :param stores: stores a batch already opened, used instead of opening ``config``'s (and left open).
     :raises SeriesLockedError: another writer kept the series past the policy's wait.
     :raises QualityGateError | SourceError | CandleStoreError: as :func:`~marketkeeper.ingest.ingest_range`.
     """
@@ -75,15 +77,15 @@ def ingest_series(
     if spec.first_time is not None:
         start = min(max(start, spec.first_time), end)
     source = source or make_source(spec.source, exchange=spec.exchange)
-    with series_writer(config, spec.key, policy) as (stores, lock):
+    with series_writer(config, spec.key, policy, stores=stores) as (opened, lock):
         return ingest_range(
             spec.key,
             start,
             end,
             source=source,
-            store=stores.candles,
-            ledger=stores.ledger,
-            cache=stores.cache,
+            store=opened.candles,
+            ledger=opened.ledger,
+            cache=opened.cache,
             max_failed_fraction=request.max_failed_fraction,
             now=now,
             airflow=airflow,

@@ -14,15 +14,16 @@ from marketkeeper.store_set import StoreConfig, StoreSet
 
 @contextlib.contextmanager
 def series_writer(
-    config: StoreConfig, key: SeriesKey, policy: LockPolicy | None = None
+    config: StoreConfig, key: SeriesKey, policy: LockPolicy | None = None, *, stores: StoreSet | None = None
 ) -> Iterator[tuple[StoreSet, SeriesLock]]:
     """Open the stores ``config`` names and hold ``key``'s lock (in the ledger) while the block runs.
 
+    :param stores: stores a batch already opened (:mod:`marketkeeper.services.batch`): used as they are and
+        left open; only the lock is taken and released here.
     :raises SeriesLockedError: another writer kept the series past the policy's wait.
     """
     rules = policy or lock_policy()
-    with (
-        StoreSet.open(config) as stores,
-        series_lock(key, ledger=stores.ledger, wait=rules.wait, ttl=rules.ttl) as lock,
-    ):
-        yield stores, lock
+    with contextlib.ExitStack() as stack:
+        opened = stores if stores is not None else stack.enter_context(StoreSet.open(config))
+        lock = stack.enter_context(series_lock(key, ledger=opened.ledger, wait=rules.wait, ttl=rules.ttl))
+        yield opened, lock
