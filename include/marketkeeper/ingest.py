@@ -22,7 +22,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Final
+from typing import TYPE_CHECKING, Any, Final
 
 import pandas as pd
 import redis
@@ -39,6 +39,9 @@ from marketkeeper.repositories import unit_of_work
 from marketkeeper.sources.base import CandleSource, Reject, rejects_frame
 from marketkeeper.stores.base import CandleStore
 from marketkeeper.timeframes import check_range
+
+if TYPE_CHECKING:
+    from marketkeeper.store_set import StoreSet
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +93,57 @@ def windows(key: SeriesKey, start: datetime, end: datetime, size: int) -> Iterat
             nxt = end
         yield cursor, nxt
         cursor = nxt
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """Where one series' candles come from and go, and the rules they pass: everything an ingestion of a range
+    needs besides the range. Services build one per call (:meth:`over` an open store set); backfills reuse it
+    for every gap, so the wiring of :func:`ingest_range` is written once, here.
+
+    :param lock: the series lock the caller holds; checked before every window's write.
+    :param now: the clock for "closed" (default: the current time at each call).
+    """
+
+    source: CandleSource
+    store: CandleStore
+    ledger: sa.Engine
+    cache: CandleCache | None = None
+    max_failed_fraction: float = 0.01
+    now: datetime | None = None
+    airflow: Mapping[str, str] | None = None
+    lock: SeriesLock | None = None
+
+    @classmethod
+    def over(cls, stores: StoreSet, source: CandleSource, **rules: Any) -> Pipeline:
+        """A pipeline into ``stores`` (candle store, ledger, Redis cache) from ``source``."""
+        return cls(source, stores.candles, stores.ledger, stores.cache, **rules)
+
+    def ingest(
+        self,
+        key: SeriesKey,
+        start: datetime,
+        end: datetime,
+        *,
+        window: int = DEFAULT_WINDOW,
+        progress: Callable[[IngestReport], None] | None = None,
+    ) -> IngestReport:
+        """:func:`ingest_range` of ``key`` over ``[start, end)`` through this pipeline."""
+        return ingest_range(
+            key,
+            start,
+            end,
+            source=self.source,
+            store=self.store,
+            ledger=self.ledger,
+            cache=self.cache,
+            max_failed_fraction=self.max_failed_fraction,
+            window=window,
+            now=self.now,
+            airflow=self.airflow,
+            progress=progress,
+            lock=self.lock,
+        )
 
 
 def ingest_range(

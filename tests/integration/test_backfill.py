@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from marketkeeper.candles import SeriesKey
 from marketkeeper.gaps.backfill import BackfillError, backfill_series, detect_series
 from marketkeeper.gaps.registry import RetryPolicy
-from marketkeeper.ingest import ingest_range
+from marketkeeper.ingest import Pipeline, ingest_range
 from marketkeeper.ledger import CandleGap, GapStatus, Market, create_ledger_engine, migrate, session_scope
 from marketkeeper.locks import SeriesLockedError
 from marketkeeper.markets import MarketSpec
@@ -106,9 +106,11 @@ def registry(ledger: sa.Engine) -> list[tuple[int, int, GapStatus, int]]:
         return [((g.start - T0) // M, (g.end - T0) // M, g.status, g.attempts) for g in found]
 
 
-def backfill(store: CandleStore, ledger: sa.Engine, source: CandleSource, **kw: object) -> object:
-    kw.setdefault("now", NOW)
-    return backfill_series(KEY, T0, END, source=source, store=store, ledger=ledger, chunk=25, **kw)  # type: ignore[arg-type]
+def backfill(
+    store: CandleStore, ledger: sa.Engine, source: CandleSource, *, now: datetime = NOW, **kw: object
+) -> object:
+    pipeline = Pipeline(source, store, ledger, now=now)
+    return backfill_series(KEY, T0, END, pipeline, chunk=25, **kw)  # type: ignore[arg-type]
 
 
 def test_detection_finds_and_records_the_holes(store: CandleStore, ledger: sa.Engine) -> None:

@@ -8,14 +8,13 @@ under the series lock, so a backfill never writes a series another backfill is w
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
 import sqlalchemy as sa
 
-from marketkeeper.candle_cache import CandleCache
 from marketkeeper.candles import SeriesKey
 from marketkeeper.errors import MarketkeeperError, StoreUnavailableError
 from marketkeeper.gaps.detect import Gap, detection_window, find_gaps
@@ -28,12 +27,11 @@ from marketkeeper.gaps.registry import (
     record_failure,
     record_remaining,
 )
-from marketkeeper.ingest import DEFAULT_WINDOW, IngestReport, ingest_range
+from marketkeeper.ingest import DEFAULT_WINDOW, IngestReport, Pipeline
 from marketkeeper.ledger import GapStatus, Market
-from marketkeeper.locks import SeriesLock, SeriesLockLostError
+from marketkeeper.locks import SeriesLockLostError
 from marketkeeper.repositories import unit_of_work
 from marketkeeper.services.policy import DEFAULT_HISTORY_DAYS
-from marketkeeper.sources.base import CandleSource
 from marketkeeper.stores.base import CandleStore, CandleStoreError, CandleStoreUnavailableError
 from marketkeeper.timeframes import check_range, ensure_utc
 
@@ -236,19 +234,12 @@ def backfill_series(
     key: SeriesKey,
     start: datetime,
     end: datetime,
+    pipeline: Pipeline,
     *,
-    source: CandleSource,
-    store: CandleStore,
-    ledger: sa.Engine,
-    cache: CandleCache | None = None,
     force: bool = False,
     retry_source_empty: bool = False,
     policy: RetryPolicy | None = None,
-    max_failed_fraction: float = 0.01,
     chunk: int = DEFAULT_WINDOW,
-    now: datetime | None = None,
-    airflow: Mapping[str, str] | None = None,
-    lock: SeriesLock | None = None,
     detected: Detection | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> BackfillReport:
@@ -265,8 +256,8 @@ def backfill_series(
     Any error of one gap other than a store or lock failure is recorded on that gap (``failed``, retried with
     backoff) and the other gaps still run.
 
-    :param cache: the Redis candle cache for ingestion's Redis updates.
-    :param lock: the series lock the caller holds; a lost lock stops the backfill before the next write.
+    :param pipeline: source, stores and rules of every gap's ingestion; its ``lock`` (the series lock the caller
+        holds) is checked before every write, so a lost lock stops the backfill.
     :param detected: a detection of this series over ``[start, end)`` made just now under the same lock.
     :param progress: called with ``(candles fetched, candles expected)`` after each chunk.
     :raises SeriesLockLostError: the lock was lost; nothing more was written.
@@ -274,28 +265,17 @@ def backfill_series(
     :raises CandleStoreError: a store failed; the gap being filled is recorded ``failed`` first.
     """
     start, end = check_range(start, end)
-    clock = ensure_utc(now, "now") if now is not None else datetime.now(UTC)
+    clock = ensure_utc(pipeline.now, "now") if pipeline.now is not None else datetime.now(UTC)
+    pipeline = replace(pipeline, now=clock)
+    store, ledger = pipeline.store, pipeline.ledger
     tf = key.timeframe
     report = BackfillReport(
         key=key, start=start, end=end, force=force, origin=detected.origin if detected else "requested start"
     )
 
     def ingest(lo: datetime, hi: datetime, done_before: int) -> IngestReport:
-        return ingest_range(
-            key,
-            lo,
-            hi,
-            source=source,
-            store=store,
-            ledger=ledger,
-            cache=cache,
-            max_failed_fraction=max_failed_fraction,
-            window=chunk,
-            now=clock,
-            airflow=airflow,
-            progress=(lambda r: progress(done_before + r.fetched, report.expected)) if progress else None,
-            lock=lock,
-        )
+        advance = (lambda r: progress(done_before + r.fetched, report.expected)) if progress else None
+        return pipeline.ingest(key, lo, hi, window=chunk, progress=advance)
 
     if detected is None:
         detect_series(key, store=store, ledger=ledger, start=start, end=end, now=clock)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from marketkeeper.gaps.backfill import BackfillError, BackfillReport, Detection, backfill_series, detect_series
+from marketkeeper.ingest import Pipeline
 from marketkeeper.markets import MarketSpec
 from marketkeeper.services.policy import DEFAULT_MAX_FAILED_FRACTION, LockPolicy
 from marketkeeper.services.writer import series_writer
@@ -93,20 +94,16 @@ def backfill_market(
         start, end = detected.window
         if start >= end:
             return BackfillReport(key=spec.key, start=start, end=end, force=request.force, origin=detected.origin)
+        pipeline = Pipeline.over(
+            opened, source, max_failed_fraction=request.max_failed_fraction, now=clock, airflow=airflow, lock=lock
+        )
         return backfill_series(
             spec.key,
             start,
             end,
-            source=source,
-            store=opened.candles,
-            ledger=opened.ledger,
-            cache=opened.cache,
+            pipeline,
             force=request.force,
             retry_source_empty=request.retry_source_empty,
-            max_failed_fraction=request.max_failed_fraction,
-            now=clock,
-            airflow=airflow,
-            lock=lock,
             detected=detected,
             progress=progress,
         )

@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from marketkeeper.ingest import IngestReport, ingest_range
+from marketkeeper.ingest import IngestReport, Pipeline
 from marketkeeper.markets import MarketSpec
 from marketkeeper.services.policy import DEFAULT_MAX_FAILED_FRACTION, LockPolicy
 from marketkeeper.services.writer import series_writer
@@ -78,17 +78,7 @@ def ingest_series(
         start = min(max(start, spec.first_time), end)
     source = source or make_source(spec.source, exchange=spec.exchange)
     with series_writer(config, spec.key, policy, stores=stores) as (opened, lock):
-        return ingest_range(
-            spec.key,
-            start,
-            end,
-            source=source,
-            store=opened.candles,
-            ledger=opened.ledger,
-            cache=opened.cache,
-            max_failed_fraction=request.max_failed_fraction,
-            now=now,
-            airflow=airflow,
-            progress=progress,
-            lock=lock,
+        pipeline = Pipeline.over(
+            opened, source, max_failed_fraction=request.max_failed_fraction, now=now, airflow=airflow, lock=lock
         )
+        return pipeline.ingest(spec.key, start, end, progress=progress)
