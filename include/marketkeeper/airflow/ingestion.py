@@ -102,17 +102,7 @@ def ingest_result(report: IngestReport) -> MarketResult:
     if report.written and report.first_written is not None and report.last_written is not None:
         written_end = key.timeframe.next_open(report.last_written)
         events.append(asset_event(key, report.first_written, written_end, report.written, origin="ingest"))
-    summary: IngestSummary = {
-        "market": f"{key.exchange}:{key.symbol}",
-        "timeframe": str(key.timeframe),
-        "start": report.start.isoformat(),
-        "end": report.end.isoformat(),
-        "fetched": report.fetched,
-        "written": report.written,
-        "quarantined": report.quarantined,
-        "skipped": report.skipped,
-    }
-    result: MarketResult = {"summary": dict(summary), "events": events}
+    result: MarketResult = {"summary": report.as_dict(), "events": events}
     return result
 
 

@@ -147,27 +147,6 @@ class BackfillReport:
                 WrittenRange(ingest.first_written, tf.next_open(ingest.last_written), ingest.written)
             )
 
-    def as_dict(self) -> dict[str, object]:
-        return {
-            "market": f"{self.key.exchange}:{self.key.symbol}",
-            "timeframe": str(self.key.timeframe),
-            "start": self.start.isoformat(),
-            "end": self.end.isoformat(),
-            "force": self.force,
-            "gaps_attempted": self.gaps_attempted,
-            "filled": self.filled,
-            "partially_filled": self.partially_filled,
-            "source_empty": self.source_empty,
-            "still_open": self.still_open,
-            "failed": self.failed,
-            "fetched": self.fetched,
-            "written": self.written,
-            "quarantined": self.quarantined,
-            "skipped": self.skipped,
-            "missing_after": self.missing_after,
-            "rows": self.written,
-        }
-
 
 def detect_series(
     key: SeriesKey,
