@@ -155,9 +155,12 @@ def test_ingest_without_source_uses_the_declared_market_and_its_first_date(tmp_p
     )
 
 
-def test_candles_stream_the_same_text_as_a_whole_read_printed_by_pandas_and_json(pg_url: str, tmp_path: Path) -> None:
+def test_candles_csv_reads_back_the_stored_doubles_and_json_prints_what_json_dumps_did(
+    pg_url: str, tmp_path: Path
+) -> None:
     from datetime import UTC, datetime
 
+    import numpy as np
     import pandas as pd
 
     from marketkeeper.candles import SeriesKey
@@ -193,10 +196,20 @@ def test_candles_stream_the_same_text_as_a_whole_read_printed_by_pandas_and_json
         store.delete_range(key, datetime(2024, 1, 1, tzinfo=UTC), datetime(2025, 1, 1, tzinfo=UTC))
         store.close()
 
-    # What the command printed before it streamed: the whole read through pandas and json.dumps.
+    # The CSV is PostgreSQL's text ("7", not "7.0"): same header, open times and NULLs, every value the double
+    # stored, bit for bit.
     shown = stored.assign(open_time=stored["open_time"].map(lambda t: t.isoformat()))
     assert as_csv.returncode == 0, as_csv.stderr
-    assert as_csv.stdout == shown.to_csv(index=False)
+    header, *lines = as_csv.stdout.split("\n")[:-1]
+    assert header == ",".join(stored.columns)
+    fields = list(zip(*(line.split(",") for line in lines), strict=True))
+    assert len(lines) == n and list(fields[0]) == shown["open_time"].tolist()
+    for name, texts in zip(stored.columns[1:7], fields[1:7], strict=True):
+        parsed = np.array([np.nan if t == "" else float(t) for t in texts])
+        assert parsed.view(np.int64).tolist() == stored[name].to_numpy().view(np.int64).tolist(), name
+    assert [None if t == "" else int(t) for t in fields[7]] == stored["trade_count"].astype(object).where(
+        stored["trade_count"].notna(), None
+    ).tolist()
     records = shown.astype(object).where(shown.notna(), None).to_dict(orient="records")
     assert as_json.returncode == 0, as_json.stderr
     assert as_json.stdout == json.dumps(records) + "\n"

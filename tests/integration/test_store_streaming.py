@@ -145,3 +145,59 @@ def test_open_times_are_the_streamed_open_times(backend: Backend) -> None:
     streamed = pd.concat(backend.store.iter_frames(key, *ALL_TIME, chunk_rows=6))["open_time"].array.asi8
     assert times.tolist() == streamed.tolist() == ns(frame)
     assert backend.store.open_times(key, T0 + timedelta(days=2), T0 + timedelta(days=3)).tolist() == []
+
+
+AWKWARD_FLOATS = [5e-324, 1.7976931348623157e308, 0.1 + 0.2, 1.2345678901234567e-10, 1e16, 7.0, -0.0, -2.5e-300]
+
+
+def parse_csv(text: bytes) -> tuple[list[str], list[list[str]]]:
+    header, *lines = text.decode().split("\n")[:-1]
+    return header.split(","), [line.split(",") for line in lines]
+
+
+def test_write_csv_reads_back_every_double_bit_for_bit(backend: Backend) -> None:
+    import io
+
+    key = backend.key()
+    n = len(AWKWARD_FLOATS)
+    frame = candles(T0, n, optional="mixed")
+    for j, name in enumerate(("open", "high", "low", "close", "volume", "quote_volume")):
+        frame[name] = np.roll(AWKWARD_FLOATS, j)
+    frame.loc[1, "quote_volume"] = np.nan
+    frame.loc[2, "open_time"] += pd.Timedelta(microseconds=70)  # isoformat prints .000070
+    backend.store.write(key, frame)
+    stored = backend.store.read(key, *ALL_TIME)
+    out = io.BytesIO()
+
+    rows = backend.store.write_csv(key, *ALL_TIME, out)
+
+    header, lines = parse_csv(out.getvalue())
+    assert rows == len(lines) == n
+    assert header == ["open_time", "open", "high", "low", "close", "volume", "quote_volume", "trade_count"]
+    assert [line[0] for line in lines] == [t.isoformat() for t in stored["open_time"]]
+    assert lines[2][0].endswith(".000070+00:00") and lines[0][0].endswith(":00+00:00")
+    for c, name in enumerate(header[1:7], start=1):
+        got = np.array([np.nan if line[c] == "" else float(line[c]) for line in lines])
+        assert got.view(np.int64).tolist() == stored[name].to_numpy().view(np.int64).tolist(), name
+    counts = [None if line[7] == "" else int(line[7]) for line in lines]
+    assert counts == [None if pd.isna(v) else int(v) for v in stored["trade_count"]]
+    assert "" in [line[6] for line in lines] and None in counts  # absent values are empty fields
+
+
+def test_write_csv_of_an_empty_range_is_the_header_alone(backend: Backend) -> None:
+    import io
+
+    out = io.BytesIO()
+    assert backend.store.write_csv(backend.key(), *ALL_TIME, out) == 0
+    assert out.getvalue() == b"open_time,open,high,low,close,volume,quote_volume,trade_count\n"
+
+
+def test_write_csv_from_a_down_store_raises_naming_the_read(backend: Backend) -> None:
+    import io
+
+    broken = backend.make_broken()
+    try:
+        with pytest.raises(CandleStoreUnavailableError, match="read"):
+            broken.write_csv(backend.key(), *ALL_TIME, io.BytesIO())
+    finally:
+        broken.close()

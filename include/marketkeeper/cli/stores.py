@@ -64,15 +64,21 @@ def candles(
     """
     import sys
 
-    from marketkeeper.cli.candle_output import write_csv, write_json, write_table
+    from marketkeeper.cli.candle_output import write_json, write_table
     from marketkeeper.store_set import StoreSet
 
     key = series_key(exchange, symbol, timeframe)
     start_at, end_at = parse_time(start, "--start"), parse_time(end, "--end")
-    write = {CandleFormat.CSV: write_csv, CandleFormat.JSON: write_json}.get(output, write_table)
     # A read never touches the Redis cache: not opening it spares the start-up importing redis-py.
     with user_errors(), StoreSet.open(replace(store_config(), redis=None)) as stores:
-        write(stores.candles.iter_frames(key, start_at, end_at), sys.stdout)
+        if output is CandleFormat.CSV:
+            # The store's own export (PostgreSQL: its CSV bytes, streamed), in bytes after any text so far.
+            sys.stdout.flush()
+            stores.candles.write_csv(key, start_at, end_at, sys.stdout.buffer)
+            sys.stdout.buffer.flush()
+        else:
+            write = write_json if output is CandleFormat.JSON else write_table
+            write(stores.candles.iter_frames(key, start_at, end_at), sys.stdout)
     sys.stdout.flush()
 
 

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import ClassVar, Final
+from typing import BinaryIO, ClassVar, Final
 
 import numpy as np
 import numpy.typing as npt
@@ -38,6 +38,7 @@ from marketkeeper.candles import (
 )
 from marketkeeper.closing import Closing
 from marketkeeper.errors import MarketkeeperError, series_context
+from marketkeeper.stores.csv_text import CSV_HEADER, csv_lines
 from marketkeeper.timeframes import TimeframeError, check_range
 
 __all__ = [
@@ -281,6 +282,21 @@ class CandleStore(Closing):
     @abc.abstractmethod
     def _frames(self, key: SeriesKey, start: datetime, end: datetime, chunk_rows: int) -> Iterator[pd.DataFrame]:
         """:meth:`iter_frames` after its arguments were checked: a generator, errors wrapped by :meth:`_failing`."""
+
+    def write_csv(self, key: SeriesKey, start: datetime, end: datetime, out: BinaryIO) -> int:
+        """Stream the candles of ``key`` in ``[start, end)`` to ``out`` as UTF-8 CSV; return the rows written.
+
+        :data:`~marketkeeper.stores.csv_text.CSV_HEADER`, then a line per candle in ascending open time (as
+        ``isoformat()`` in UTC), an empty field where a value is absent. Every float reads back with ``float()``
+        as the very double stored; its text is the backend's (here ``repr``: ``7.0``; PostgreSQL: ``7``).
+        """
+        frames = self.iter_frames(key, start, end)  # checks the arguments before anything is written
+        out.write(CSV_HEADER.encode())
+        rows = 0
+        for frame in frames:
+            out.write(csv_lines(frame).encode())
+            rows += len(frame)
+        return rows
 
     @abc.abstractmethod
     def latest(self, key: SeriesKey, n: int = 1) -> pd.DataFrame:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Final, cast
+from typing import Any, BinaryIO, ClassVar, Final, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -36,7 +36,7 @@ from marketkeeper.stores.base import (
     PreparedCandles,
     frame_from_columns,
 )
-from marketkeeper.stores.sql_copy import copy_frames, copy_open_times, stage_candles, staging
+from marketkeeper.stores.sql_copy import copy_csv, copy_frames, copy_open_times, stage_candles, staging
 
 __all__ = ["SQLCandleStore"]
 
@@ -248,6 +248,17 @@ class SQLCandleStore(CandleStore):
             stmt = self._select().where(self._in_range(key, start, end)).order_by(CANDLES.c.open_time)
             for rows in conn.execute(stmt).partitions(chunk_rows):
                 yield self._to_frame(rows)
+
+    def write_csv(self, key: SeriesKey, start: datetime, end: datetime, out: BinaryIO) -> int:
+        """See :meth:`CandleStore.write_csv`. On PostgreSQL the server formats the CSV and its bytes stream
+        straight to ``out`` (one ``COPY (SELECT ..) TO STDOUT (FORMAT csv)``, series and range bound by psycopg):
+        floats print as PostgreSQL's shortest round-trip text (``7``, ``1e+16``), each the double stored."""
+        if self.backend != "postgresql":
+            return super().write_csv(key, start, end, out)
+        start, end = self._range(start, end)
+        self._check_key(key)
+        with self._failing("read", key, start, end), self._engine.connect() as conn:
+            return copy_csv(conn, key, start, end, out)
 
     def latest(self, key: SeriesKey, n: int = 1) -> pd.DataFrame:
         self._check_n(n)

@@ -13,7 +13,7 @@ import select
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any, Final, TypeVar
+from typing import Any, BinaryIO, Final, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -26,8 +26,9 @@ from sqlalchemy.engine import Connection
 from marketkeeper.candles import QUOTE_VOLUME, TRADE_COUNT, SeriesKey
 from marketkeeper.ledger.types import UTCDateTime
 from marketkeeper.stores.base import VALUE_COLUMNS, PreparedCandles, frame_from_columns
+from marketkeeper.stores.csv_text import CSV_HEADER
 
-__all__ = ["STAGING_TABLE", "copy_frames", "copy_open_times", "copy_payload", "stage_candles", "staging"]
+__all__ = ["STAGING_TABLE", "copy_csv", "copy_frames", "copy_open_times", "copy_payload", "stage_candles", "staging"]
 
 T = TypeVar("T")
 
@@ -261,3 +262,49 @@ def copy_open_times(conn: Connection, key: SeriesKey, start: datetime, end: date
     with _copy_out(conn, _COPY_TIMES_OUT, key, start, end) as copy:
         parts = list(_parse(copy, _TIMES_LAYOUT, _TIMES_CHUNK, lambda r: _times_ns(r["open_time"])))
     return np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
+
+
+# --- CSV export ----------------------------------------------------------------------------------------------
+
+# isoformat() of a UTC Timestamp: one to_char per row, with ``.ffffff`` only when there are microseconds.
+_COPY_CSV_OUT: Final = (
+    "COPY (SELECT CASE WHEN date_trunc('second', open_time) = open_time "
+    "THEN to_char(open_time AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS+00:00') "
+    "ELSE to_char(open_time AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US+00:00') END, "
+    "open, high, low, close, volume, quote_volume, trade_count FROM candles "
+    "WHERE exchange = %s AND symbol = %s AND timeframe = %s AND open_time >= %s AND open_time < %s "
+    "ORDER BY open_time) TO STDOUT (FORMAT csv)"
+)
+#: Bytes of CSV gathered before each write to ``out`` (PostgreSQL sends one message per row).
+_CSV_FLUSH: Final = 1 << 20
+
+
+def copy_csv(conn: Connection, key: SeriesKey, start: datetime, end: datetime, out: BinaryIO) -> int:
+    """Stream the candles of ``key`` in ``[start, end)`` to ``out`` as CSV formatted by PostgreSQL (header
+    :data:`~marketkeeper.stores.csv_text.CSV_HEADER`) and return how many rows it sent.
+
+    ``extra_float_digits = 3`` (``SET LOCAL``, in ``conn``'s transaction) makes PostgreSQL >= 12 print each float8
+    in its shortest round-trip form, so ``float()`` of the text is the very double stored (``7`` rather than
+    Python's ``7.0``, ``1e+16``); NULL is an empty field. Memory stays at one ``_CSV_FLUSH`` buffer.
+    """
+    driver = conn.connection.driver_connection
+    if not isinstance(driver, psycopg.Connection):
+        raise TypeError(f"COPY needs a psycopg 3 connection, got {type(driver).__name__}")
+    if driver.info.server_version < 120000:
+        raise psycopg.NotSupportedError("exact float text needs PostgreSQL 12 or later")
+    conn.execute(sa.text("SET LOCAL extra_float_digits = 3"))
+    params = (key.exchange, key.symbol, str(key.timeframe), start, end)
+    rows = 0
+    with driver.cursor() as cursor, cursor.copy(_COPY_CSV_OUT, params) as copy:
+        # The header goes out once the COPY runs, so a failed statement writes nothing.
+        pending = bytearray(CSV_HEADER.encode())
+        for data in copy:
+            pending += data
+            if len(pending) >= _CSV_FLUSH:
+                rows += pending.count(b"\n")
+                out.write(pending)
+                pending.clear()
+    # Every line ends in a newline and none holds one inside (no text column): lines less the header are rows.
+    rows += pending.count(b"\n") - 1
+    out.write(pending)
+    return rows
