@@ -4,11 +4,18 @@ so DAG tasks call the same service functions as the CLI with the same stores.
 The ledger (``marketkeeper_ledger``) is required: it is the system of record. InfluxDB and Redis are optional;
 a connection that does not exist resolves to :data:`NOT_CONFIGURED`, while a lookup that fails for any other
 reason raises.
+
+Under a distributed executor (CeleryExecutor...) a task may run on any worker, so what lives in one machine's
+files (the embedded SQLite ledger with its lock files, a ``files:DIR`` source) is refused by
+:func:`check_distributable` unless the operator declares a filesystem every worker shares
+(:data:`SHARED_FILESYSTEM_ENV`).
 """
 
 from __future__ import annotations
 
 import enum
+import os
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, Literal
 
@@ -25,6 +32,11 @@ if TYPE_CHECKING:
 LEDGER_CONN_ID: Final = "marketkeeper_ledger"
 INFLUXDB_CONN_ID: Final = "marketkeeper_influxdb_default"
 REDIS_CONN_ID: Final = "marketkeeper_redis_default"
+#: Set to 1 when every Airflow worker mounts the same filesystem at the same paths (NFS, a shared volume): then
+#: the SQLite ledger, its lock files and ``files:DIR`` sources work under a distributed executor too.
+SHARED_FILESYSTEM_ENV: Final = "MARKETKEEPER_SHARED_FILESYSTEM"
+#: Executors whose tasks all run on the scheduler's machine (the others may run a task anywhere).
+LOCAL_EXECUTORS: Final = frozenset({"LocalExecutor", "SequentialExecutor", "DebugExecutor"})
 
 
 class Store(enum.Enum):
@@ -87,10 +99,99 @@ def ledger_url(conn_id: str = LEDGER_CONN_ID) -> str:
             raise ConfigurationError(
                 f"Airflow connection {conn_id!r}: sqlite ledger needs an absolute path in host, got {path!r}"
             )
+        require_shared_filesystem(f"the SQLite ledger {path} (Airflow connection {conn_id!r}, DATABASE_URL)")
         return URL.create("sqlite", database=path).render_as_string(hide_password=False)
     raise ConfigurationError(
         f"Airflow connection {conn_id!r} has type {conn.conn_type!r}; the ledger needs 'postgres' or 'sqlite'"
     )
+
+
+def distributed_executor() -> str | None:
+    """The configured executor (``[core] executor``) that may run a task on another machine, or ``None``.
+
+    Read when a task runs, never at DAG parse time. Each entry of a multi-executor list counts; a name is
+    compared by its class name, so ``CeleryExecutor``, ``my_alias:...celery_executor.CeleryExecutor`` and a
+    custom class all work; anything but :data:`LOCAL_EXECUTORS` counts as distributed.
+    """
+    from airflow.configuration import conf
+
+    for entry in conf.get("core", "executor", fallback="LocalExecutor").split(","):
+        entry = entry.strip()
+        name = entry.rsplit(":", 1)[-1].rsplit(".", 1)[-1]
+        if name and name not in LOCAL_EXECUTORS:
+            return entry
+    return None
+
+
+def shared_filesystem_declared(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether the operator declared a filesystem every worker shares (``MARKETKEEPER_SHARED_FILESYSTEM=1``).
+
+    :raises ConfigurationError: the variable is set to something that is not a yes/no value.
+    """
+    raw = (os.environ if environ is None else environ).get(SHARED_FILESYSTEM_ENV, "").strip().lower()
+    if raw in ("", "0", "false", "no", "off"):
+        return False
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    raise ConfigurationError(f"{SHARED_FILESYSTEM_ENV} must be 1 or 0, got {raw!r}")
+
+
+def require_shared_filesystem(
+    what: str, *, executor: str | None = None, environ: Mapping[str, str] | None = None
+) -> None:
+    """Refuse ``what`` (something in one machine's files) when tasks may run on other machines.
+
+    :param what: the thing and the setting that names it, for the message
+        (``"the SQLite ledger /x (Airflow connection 'marketkeeper_ledger', DATABASE_URL)"``).
+    :param executor: the distributed executor, if the caller already read it (default: :func:`distributed_executor`).
+    :param environ: where to read :data:`SHARED_FILESYSTEM_ENV` (default: ``os.environ``).
+    :raises ConfigurationError: the executor is distributed and no shared filesystem is declared.
+    """
+    executor = executor or distributed_executor()
+    if executor is None or shared_filesystem_declared(environ):
+        return
+    raise ConfigurationError(
+        f"{what} is on one machine's filesystem, but Airflow's [core] executor is {executor!r}, which may run "
+        f"a task on any worker: use a PostgreSQL ledger and a ccxt or synthetic source, or set "
+        f"{SHARED_FILESYSTEM_ENV}=1 if every worker mounts that path"
+    )
+
+
+def check_distributable(
+    config: StoreConfig | str, sources: Iterable[str] = (), *, environ: Mapping[str, str] | None = None
+) -> None:
+    """Check that tasks using ``config``'s ledger and these market sources can run on any worker.
+
+    A no-op under LocalExecutor or with a declared shared filesystem; otherwise a SQLite ledger or a
+    ``files:DIR`` source is refused. Call it where a run plans its markets, before any work is mapped.
+
+    :param config: the task's stores (or just the ledger URL).
+    :param sources: the ``source`` spellings of the markets the run will touch.
+    :param environ: where to read :data:`SHARED_FILESYSTEM_ENV` (default: ``os.environ``).
+    :raises ConfigurationError: naming the first thing that cannot work and the setting that names it.
+    """
+    from sqlalchemy.engine import make_url
+
+    from marketkeeper.sources import parse_source_spec
+
+    executor = distributed_executor()
+    if executor is None or shared_filesystem_declared(environ):
+        return
+    url = make_url(config if isinstance(config, str) else config.ledger_url)
+    if url.get_backend_name() == "sqlite":
+        require_shared_filesystem(
+            f"the SQLite ledger {url.database} (Airflow connection {LEDGER_CONN_ID!r}, DATABASE_URL)",
+            executor=executor,
+            environ=environ,
+        )
+    for spec in dict.fromkeys(sources):
+        kind, argument = parse_source_spec(spec)
+        if kind == "files":
+            require_shared_filesystem(
+                f"the market source {spec!r} (directory {argument}, in the markets declaration)",
+                executor=executor,
+                environ=environ,
+            )
 
 
 def _require_type(conn: Connection, *conn_types: str) -> None:
