@@ -238,7 +238,7 @@ def celery_stack() -> Iterator[CeleryStack]:
         finally:
             _stop(process, logs)
             queue = f"marketkeeper-test-{os.getpid()}"
-            broker.delete(queue, f"_kombu.binding.{queue}")
+            broker.delete(queue, f"_kombu.binding.{queue}", f"_kombu.binding_permanent.{queue}")
             broker.close()
             _drop_db(metadata_db)
             _drop_db(ledger_db)
