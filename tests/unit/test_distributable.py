@@ -132,3 +132,19 @@ def test_the_ledger_connection_accepts_postgres_under_celery(monkeypatch: pytest
         json.dumps({"conn_type": "postgres", "host": "db.example", "login": "u", "password": "p", "schema": "mk"}),
     )
     assert stores.ledger_url().startswith("postgresql+psycopg://u:p@db.example")
+
+
+def test_planning_a_run_refuses_a_files_source_under_celery(monkeypatch: pytest.MonkeyPatch, tmp_path: object) -> None:
+    """The check is wired where both candle DAGs plan their markets: the run fails once, before any batch."""
+    from marketkeeper.airflow import ingestion
+    from marketkeeper.store_set import StoreConfig
+
+    declaration = "markets:\n  - {exchange: binance, symbol: BTC/USDT, source: 'files:/data/klines'}\n"
+    monkeypatch.setattr(stores, "store_config", lambda: StoreConfig(ledger_url=PG))
+    monkeypatch.setattr(ingestion, "declared_override", lambda: declaration)
+    monkeypatch.setattr("marketkeeper.services.markets.sync_declared", lambda config, specs: None)
+    executor(monkeypatch, CELERY)
+    with pytest.raises(ConfigurationError, match=r"files:/data/klines.*MARKETKEEPER_SHARED_FILESYSTEM"):
+        ingestion.plan_batches()
+    monkeypatch.setenv(stores.SHARED_FILESYSTEM_ENV, "1")
+    assert [b["markets"][0]["source"] for b in ingestion.plan_batches()] == ["files:/data/klines"]

@@ -55,11 +55,17 @@ def declared_override() -> str | None:
 
 
 def plan_markets(selected: Sequence[str] = ()) -> list[dict[str, Any]]:
-    """Sync the declaration into the ledger; the markets this run keeps, as XCom-able dicts."""
-    from marketkeeper.airflow.stores import store_config
+    """Sync the declaration into the ledger; the markets this run keeps, as XCom-able dicts.
+
+    :raises ConfigurationError: a market cannot run here, e.g. a ``files:`` source under a distributed
+        executor without a shared filesystem (refused at planning, once, before any task runs).
+    """
+    from marketkeeper.airflow.stores import check_distributable, store_config
     from marketkeeper.services.markets import plan_markets as plan
 
-    chosen = plan(store_config(), selected, override=declared_override())
+    config = store_config()
+    chosen = plan(config, selected, override=declared_override())
+    check_distributable(config, [spec.source for spec in chosen])
     return [spec.model_dump(mode="json") for spec in chosen]
 
 
