@@ -86,7 +86,8 @@ class AirflowServer:
         return "\n".join(p.read_text(errors="replace") for p in sorted(root.rglob("*.log")) if p.is_file())
 
 
-def _environment(home: Path, port: int, password_file: Path, store_env: Mapping[str, str]) -> dict[str, str]:
+def airflow_environment(home: Path, port: int, password_file: Path, store_env: Mapping[str, str]) -> dict[str, str]:
+    """The environment of a test's Airflow on loopback ``port``: its own homes, auth, fast parsing, the stores."""
     env = {
         k: v
         for k, v in os.environ.items()
@@ -188,7 +189,7 @@ def running_airflow(store_env: Mapping[str, str], *, ready_timeout: float = 180.
         password_file = home / "passwords.json"
         password_file.write_text(json.dumps({ADMIN: password}))
         port = free_port()
-        env = _environment(home, port, password_file, store_env)
+        env = airflow_environment(home, port, password_file, store_env)
         # Migrate before anything starts, so the components never race to create the metadata DB.
         _airflow_cli(env, home, "db", "migrate")
         _airflow_cli(env, home, "pools", "set", "exchange_api", "4", "exchange API calls")

@@ -33,8 +33,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 from marketkeeper.ledger import migrate
-from tests.airflow_cli import ROOT, STORE_ENV
-from tests.airflow_server import ADMIN, AirflowServer, free_port
+from tests.airflow_cli import ROOT
+from tests.airflow_server import ADMIN, AirflowServer, airflow_environment, free_port
 from tests.conftest import PG_ADMIN_URL, PG_TEST_DB
 
 pytestmark = [pytest.mark.integration, pytest.mark.airflow]
@@ -125,19 +125,18 @@ def _port_free(port: int) -> bool:
 
 
 def _environment(home: Path, port: int, metadata_url: str, ledger_url: str, password_file: Path) -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in STORE_ENV and not k.startswith(("AIRFLOW_CONN_", "AIRFLOW_VAR_", "AIRFLOW__", "MARKETKEEPER_"))
-    }
-    env.pop("AIRFLOW_HOME", None)
+    """The test Airflow's environment (:func:`tests.airflow_server.airflow_environment`) under CeleryExecutor."""
+    env = airflow_environment(home, port, password_file, {"DATABASE_URL": ledger_url})
+    # The script chooses the executor and parallelism for CeleryExecutor; its own names are MARKETKEEPER_*.
+    for name in ("AIRFLOW__CORE__EXECUTOR", "AIRFLOW__CORE__PARALLELISM"):
+        env.pop(name, None)
+    for name in [
+        k for k in env if k.startswith("MARKETKEEPER_") and k not in ("MARKETKEEPER_AIRFLOW_HOME", "MARKETKEEPER_HOME")
+    ]:
+        env.pop(name)
     env.update(
-        PATH=f"{ROOT / '.venv' / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
-        MARKETKEEPER_AIRFLOW_HOME=str(home / "airflow"),
-        MARKETKEEPER_HOME=str(home / "marketkeeper"),
         MARKETKEEPER_WORKER_LOG_PORT_BASE=str(_free_port_pair()),
         MARKETKEEPER_STOP_GRACE="10",
-        DATABASE_URL=ledger_url,
         AIRFLOW_VAR_MARKETKEEPER_MARKETS=json.dumps(markets()),
         AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=make_url(metadata_url)
         .set(drivername="postgresql+psycopg2")
@@ -145,15 +144,7 @@ def _environment(home: Path, port: int, metadata_url: str, ledger_url: str, pass
         AIRFLOW__CELERY__BROKER_URL=BROKER_URL,
         # A queue of this run's own: another stack on the same broker DB (a parallel run) never takes its tasks.
         AIRFLOW__OPERATORS__DEFAULT_QUEUE=f"marketkeeper-test-{os.getpid()}",
-        AIRFLOW__API__PORT=str(port),
-        AIRFLOW__API__WORKERS="1",
         AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT=str(free_port()),
-        AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION="False",
-        AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS=f"{ADMIN}:admin",
-        AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE=str(password_file),
-        AIRFLOW__API_AUTH__JWT_SECRET=secrets.token_urlsafe(32),
-        AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE="False",
-        AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC="2",
         # A SIGKILLed worker's running tasks stop heartbeating: noticed after 30 s, retried after <= 5 s
         # (the DAG's 2-minute exponential retry delay is capped by max_task_retry_delay).
         AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT="30",
@@ -161,11 +152,6 @@ def _environment(home: Path, port: int, metadata_url: str, ledger_url: str, pass
         AIRFLOW__CORE__MAX_TASK_RETRY_DELAY="5",
         # A message the dead worker had taken but not started stays "queued": requeued after this.
         AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT="180",
-        AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL="5",
-        AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL="600",
-        AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES="1",
-        AIRFLOW__LOGGING__BASE_LOG_FOLDER=str(home / "airflow" / "logs"),
-        GX_ANALYTICS_ENABLED="False",
     )
     return env
 
