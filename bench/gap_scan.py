@@ -15,12 +15,12 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import psycopg
-import requests
 from _common import (
     Target,
     best_of,
     fastest,
     print_machine,
+    raw_influxql,
     report,
     throwaway_influxdb,
     throwaway_postgresql,
@@ -88,19 +88,8 @@ def bench_influxdb(rows: int, repeat: int) -> Target:
         store = InfluxDBCandleStore(client)
         store.write(KEY, frame)
         q = f'SELECT "open" FROM "candles" WHERE {INFLUX_WHERE}'  # noqa: S608
-        session = requests.Session()
-
-        def one_query(accept: str) -> None:
-            form = {"db": client.database, "epoch": "ns", "q": q}
-            with session.post(f"{client.url}/query", data=form, headers={"Accept": accept}, stream=True) as r:
-                r.raise_for_status()
-                for _ in r.iter_content(1 << 20):
-                    pass
-
-        raw = {f"one query of one field, {a}": best_of(repeat, lambda a=a: one_query(a))[0]
-               for a in ("application/csv", "application/json")}  # fmt: skip
+        raw = raw_influxql(client, q, repeat)
         target = compare(store, raw, repeat, len(frame), "InfluxDB")
-        session.close()
     return target
 
 

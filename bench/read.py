@@ -20,12 +20,12 @@ import tempfile
 from datetime import UTC, datetime, timedelta
 
 import psycopg
-import requests
 from _common import (
     Target,
     best_of,
     fastest,
     print_machine,
+    raw_influxql,
     report,
     throwaway_influxdb,
     throwaway_postgresql,
@@ -136,17 +136,7 @@ def bench_influxdb(rows: int, rss_rows: int, repeat: int) -> list[Target]:
         store = InfluxDBCandleStore(client)
         store.write(KEY, make_frame(rows))
         q = f'SELECT {FIELDS} FROM "candles" WHERE {INFLUX_WHERE}'  # noqa: S608
-        session = requests.Session()
-
-        def one_query(accept: str) -> None:
-            form = {"db": client.database, "epoch": "ns", "q": q}
-            with session.post(f"{client.url}/query", data=form, headers={"Accept": accept}, stream=True) as r:
-                r.raise_for_status()
-                for _ in r.iter_content(1 << 20):
-                    pass
-
-        raw = {f"one InfluxQL query, {accept}": best_of(repeat, lambda a=accept: one_query(a))[0]
-               for accept in ("application/csv", "application/json")}  # fmt: skip
+        raw = raw_influxql(client, q, repeat)
         targets.append(compare(store, raw, repeat, rows, "InfluxDB"))
         env = {**base_env(), "INFLUXDB_URL": client.url, "INFLUXDB_BUCKET": client.database,
                "MARKETKEEPER_HOME": tempfile.mkdtemp(prefix="mk-bench-read-")}  # fmt: skip
@@ -171,7 +161,6 @@ def bench_influxdb(rows: int, rss_rows: int, repeat: int) -> list[Target]:
             targets.append(
                 Target(f"InfluxDB candles csv, {rss_rows:,} rows, peak RSS", mb, 500, below=True, unit=" MB")
             )
-        session.close()
     return targets
 
 
