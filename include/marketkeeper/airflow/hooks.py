@@ -79,6 +79,11 @@ class PingTestMixin:
 
         def client_kwargs(self, conn: Connection | None = None) -> dict[str, Any]: ...
 
+    def __repr__(self) -> str:
+        # The connection id names the hook; its fields may hold secrets and never appear.
+        attr = str(getattr(self, "conn_name_attr", "conn_id"))
+        return f"{type(self).__name__}({attr}={getattr(self, attr, None)!r})"
+
     def test_connection(self) -> tuple[bool, str]:
         """Ping the server for the UI's *Test* button: ``(True, version and latency)`` or ``(False, why)``."""
         try:
@@ -171,9 +176,6 @@ class InfluxDBHook(PingTestMixin, BaseHook):
         super().__init__()
         self.influxdb_conn_id = influxdb_conn_id
 
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(influxdb_conn_id={self.influxdb_conn_id!r})"
-
     def client_kwargs(self, conn: Connection | None = None) -> dict[str, Any]:
         """The keyword arguments :class:`InfluxDBClient` is built with (holds secrets: never log it).
 
@@ -256,9 +258,6 @@ class RedisHook(PingTestMixin, ProviderRedisHook):
 
     def __init__(self, redis_conn_id: str = default_conn_name, **kwargs: Any) -> None:
         super().__init__(redis_conn_id=redis_conn_id, **kwargs)
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(redis_conn_id={self.redis_conn_id!r})"
 
     @classmethod
     def get_connection(cls, conn_id: str) -> Connection:

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import contextlib
 import enum
-from collections.abc import Iterator
+import json
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn, TypeVar
 
 import typer
 
@@ -16,6 +17,9 @@ from marketkeeper.errors import MarketkeeperError
 if TYPE_CHECKING:
     from marketkeeper.candles import SeriesKey
     from marketkeeper.store_set import StoreConfig
+
+
+T = TypeVar("T")
 
 
 class TableFormat(enum.StrEnum):
@@ -38,6 +42,26 @@ class Via(enum.StrEnum):
 
     LOCAL = "local"
     AIRFLOW = "airflow"
+
+
+def print_listing(
+    items: Sequence[T],
+    output: TableFormat,
+    *,
+    as_json: Callable[[T], object],
+    lines: Callable[[T], Iterable[str]],
+    empty: str,
+) -> None:
+    """A listing: one JSON array (``as_json`` of each item) or, as a table, ``lines`` of each item (``empty`` when
+    there is none)."""
+    if output is TableFormat.JSON:
+        typer.echo(json.dumps([as_json(item) for item in items], indent=2))
+        return
+    if not items:
+        typer.echo(empty)
+    for item in items:
+        for line in lines(item):
+            typer.echo(line)
 
 
 def fail(message: str, code: int = 1) -> NoReturn:

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -23,6 +22,7 @@ from marketkeeper.cli.common import (
     fail,
     parse_range,
     parse_time,
+    print_listing,
     series_key,
     store_config,
     user_errors,
@@ -72,16 +72,14 @@ def gaps_list(
                 ]
         finally:
             engine.dispose()
-    if output is TableFormat.JSON:
-        typer.echo(json.dumps(records, indent=2))
-        return
-    if not records:
-        typer.echo("no gaps recorded")
-    for r in records:
-        typer.echo(
-            f"{r['exchange']}:{r['symbol']} {r['timeframe']:<3} [{r['start']}, {r['end']}) {r['missing']:>8} missing  "
-            f"{r['status']:<16} attempts {r['attempts']}" + (f"  {r['last_error']}" if r["last_error"] else "")
-        )
+    print_listing(records, output, as_json=lambda r: r, lines=_gap_lines, empty="no gaps recorded")
+
+
+def _gap_lines(r: dict[str, Any]) -> list[str]:
+    return [
+        f"{r['exchange']}:{r['symbol']} {r['timeframe']:<3} [{r['start']}, {r['end']}) {r['missing']:>8} missing  "
+        f"{r['status']:<16} attempts {r['attempts']}" + (f"  {r['last_error']}" if r["last_error"] else "")
+    ]
 
 
 def _gap_record(exchange: str, symbol: str, g: Any) -> dict[str, Any]:
@@ -138,29 +136,20 @@ def gaps_detect(
 
 
 def _print_detections(results: list[Detection], output: TableFormat, dry_run: bool) -> None:
-    if output is TableFormat.JSON:
-        payload = [
-            {
-                **d.as_dict(),
-                "holes": [
-                    {"start": g.start.isoformat(), "end": g.end.isoformat(), "missing": g.missing} for g in d.gaps
-                ],
-            }
-            for d in results
-        ]
-        typer.echo(json.dumps(payload, indent=2))
-        return
-    if not results:
-        typer.echo("no markets to check (declare some, or pass --exchange and --symbol)")
-    for d in results:
-        typer.echo(
+    def as_json(d: Detection) -> dict[str, Any]:
+        holes = [{"start": g.start.isoformat(), "end": g.end.isoformat(), "missing": g.missing} for g in d.gaps]
+        return {**d.as_dict(), "holes": holes}
+
+    def lines(d: Detection) -> list[str]:
+        head = (
             f"{d.key} [{d.window[0].isoformat()}, {d.window[1].isoformat()}) from {d.origin}: {len(d.gaps)} gap(s), "
             f"{d.missing} missing" + ("" if dry_run else f"; registry {d.registry.as_dict()}")
         )
-        for g in d.gaps[:20]:
-            typer.echo(f"  {g}")
-        if len(d.gaps) > 20:
-            typer.echo(f"  ... {len(d.gaps) - 20} more (use --format json for all)")
+        more = [f"  ... {len(d.gaps) - 20} more (use --format json for all)"] if len(d.gaps) > 20 else []
+        return [head, *(f"  {g}" for g in d.gaps[:20]), *more]
+
+    empty = "no markets to check (declare some, or pass --exchange and --symbol)"
+    print_listing(results, output, as_json=as_json, lines=lines, empty=empty)
 
 
 def backfill(
