@@ -27,6 +27,19 @@ class StoreUnavailableError(MarketkeeperError):
         self.cause = cause
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an error's message (a database error's own driver message, not the SQL after it),
+    or its type's name: what an operator needs, without a traceback."""
+    cause = getattr(exc, "orig", None) or exc
+    lines = str(cause).strip().splitlines()
+    return lines[0] if lines else type(cause).__name__
+
+
+def describe(exc: BaseException) -> str:
+    """``ErrorType: first line``: a failure's cause as a log line, a map label or a gap's ``last_error`` shows it."""
+    return f"{type(exc).__name__}: {first_line(exc)}"
+
+
 def format_range(start: datetime, end: datetime) -> str:
     """A half-open range as every message spells it: ``[2024-05-06T00:00:00+00:00, 2024-05-07T00:00:00+00:00)``."""
     return f"[{start.isoformat()}, {end.isoformat()})"

@@ -13,7 +13,7 @@ from typing import Protocol
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from marketkeeper.errors import MarketkeeperError, StoreUnavailableError
+from marketkeeper.errors import MarketkeeperError, StoreUnavailableError, first_line
 from marketkeeper.settings import redact_url
 from marketkeeper.store_set import StoreConfig
 
@@ -44,12 +44,6 @@ class Pingable(Protocol):
     def close(self) -> None: ...
 
 
-def _one_line(exc: BaseException) -> str:
-    """The first line of an exception's message: what an operator needs, without a traceback."""
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
-
-
 def check_ledger(url: str) -> StoreHealth:
     """``SELECT 1`` round trip on the ledger database and its server version."""
     from marketkeeper.ledger.engine import create_ledger_engine
@@ -61,7 +55,7 @@ def check_ledger(url: str) -> StoreHealth:
     try:
         engine = create_ledger_engine(url)
     except MarketkeeperError as exc:
-        return StoreHealth("ledger", True, False, target, error=_one_line(exc))
+        return StoreHealth("ledger", True, False, target, error=first_line(exc))
     try:
         with engine.connect() as conn:
             started = time.perf_counter()
@@ -70,7 +64,7 @@ def check_ledger(url: str) -> StoreHealth:
             info = engine.dialect.server_version_info or ()
             version = f"{engine.dialect.name} {'.'.join(str(p) for p in info)}".strip()
     except sa.exc.SQLAlchemyError as exc:
-        cause = _one_line(exc.orig if isinstance(exc, sa.exc.DBAPIError) and exc.orig else exc)
+        cause = first_line(exc)
         return StoreHealth("ledger", True, False, target, error=cause)
     finally:
         engine.dispose()
@@ -86,7 +80,7 @@ def check_client(store: str, target: str, client: Pingable) -> StoreHealth:
     except StoreUnavailableError as exc:
         return StoreHealth(store, True, False, target, error=exc.cause)
     except MarketkeeperError as exc:
-        return StoreHealth(store, True, False, target, error=_one_line(exc))
+        return StoreHealth(store, True, False, target, error=first_line(exc))
     finally:
         client.close()
     return StoreHealth(

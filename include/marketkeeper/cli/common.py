@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, NoReturn, TypeVar
 
 import typer
 
-from marketkeeper.errors import MarketkeeperError
+from marketkeeper.errors import MarketkeeperError, first_line
 
 if TYPE_CHECKING:
     from marketkeeper.candles import SeriesKey
@@ -70,13 +70,6 @@ def fail(message: str, code: int = 1) -> NoReturn:
     raise typer.Exit(code)
 
 
-def one_line(exc: BaseException) -> str:
-    """The first line of an error, the driver's own message for a database error (no SQL, no traceback)."""
-    cause = getattr(exc, "orig", None) or exc
-    lines = str(cause).strip().splitlines()
-    return lines[0] if lines else type(cause).__name__
-
-
 @contextlib.contextmanager
 def user_errors() -> Iterator[None]:
     """Turn the failures a user can cause or meet (a bad setting, a store that is down, a refused value)
@@ -86,9 +79,9 @@ def user_errors() -> Iterator[None]:
     try:
         yield
     except MarketkeeperError as exc:
-        fail(one_line(exc))
+        fail(first_line(exc))
     except sa.exc.SQLAlchemyError as exc:
-        cause = one_line(exc)
+        cause = first_line(exc)
         if "no such table" in cause or ("relation" in cause and "does not exist" in cause):
             cause += " (is the ledger migrated? run `marketkeeper db upgrade`)"
         fail(f"the ledger failed: {cause}")

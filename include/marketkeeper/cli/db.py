@@ -6,8 +6,8 @@ from typing import Annotated
 
 import typer
 
-from marketkeeper.cli.common import fail, one_line, user_errors
-from marketkeeper.errors import MarketkeeperError
+from marketkeeper.cli.common import fail, user_errors
+from marketkeeper.errors import MarketkeeperError, first_line
 
 app = typer.Typer(
     help="The ledger database (PostgreSQL, or SQLite when DATABASE_URL is unset) and the InfluxDB database.",
@@ -33,9 +33,9 @@ def upgrade(
         migrate.upgrade(config.ledger_url, revision)
         after = migrate.current(config.ledger_url)
     except MarketkeeperError as exc:
-        fail(one_line(exc))
+        fail(first_line(exc))
     except Exception as exc:  # a driver error: its first line, not a traceback
-        fail(f"could not migrate {target}: {one_line(exc)}")
+        fail(f"could not migrate {target}: {first_line(exc)}")
     typer.echo(f"{target}: already at {after}" if before == after else f"{target}: {before or 'empty'} -> {after}")
     if config.influxdb is not None:
         with user_errors():

@@ -16,7 +16,7 @@ from typing import Final
 import sqlalchemy as sa
 
 from marketkeeper.candles import SeriesKey
-from marketkeeper.errors import MarketkeeperError, StoreUnavailableError
+from marketkeeper.errors import MarketkeeperError, StoreUnavailableError, describe
 from marketkeeper.gaps.detect import Gap, detection_window, find_gaps
 from marketkeeper.gaps.registry import (
     DetectionReport,
@@ -55,11 +55,6 @@ _FATAL_ERRORS: Final = (
     sa.exc.OperationalError,
     SeriesLockLostError,
 )
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
 class BackfillError(MarketkeeperError):
@@ -313,10 +308,10 @@ def _backfill_gap(
         # that gap's failure: recorded with backoff, so it is neither retried on every run nor allowed to
         # stop the other gaps. Store and lock failures above stop the backfill: nothing else could succeed.
         report.failed += 1
-        report.errors.append(f"[{lo.isoformat()}, {hi.isoformat()}): {_one_line(exc)}")
+        report.errors.append(f"[{lo.isoformat()}, {hi.isoformat()}): {describe(exc)}")
         with unit_of_work(ledger) as repos:
             record_failure(repos.session, repos.gaps.get(gap_id), exc, now=now)
-        log.warning("gap %s [%s, %s) failed: %s", key, lo, hi, _one_line(exc))
+        log.warning("gap %s [%s, %s) failed: %s", key, lo, hi, describe(exc))
         return
     report.absorb(result)
     with unit_of_work(ledger) as repos:

@@ -19,7 +19,7 @@ from datetime import datetime
 from itertools import groupby
 from typing import Any, Final, Generic, TypeVar
 
-from marketkeeper.errors import MarketkeeperError, StoreUnavailableError
+from marketkeeper.errors import MarketkeeperError, StoreUnavailableError, describe
 from marketkeeper.gaps.backfill import BackfillError, BackfillReport
 from marketkeeper.ingest import IngestReport
 from marketkeeper.markets import MarketSpec
@@ -38,7 +38,6 @@ __all__ = [
     "backfill_markets",
     "batch_markets",
     "ingest_markets",
-    "one_line",
 ]
 
 log = logging.getLogger("marketkeeper.batch")
@@ -51,12 +50,6 @@ DEFAULT_BATCH_SIZE: Final = 50
 MAX_BATCH_SIZE: Final = 1000
 MARKET_DONE: Final = "batch_market_done"
 BATCH_DONE: Final = "batch_done"
-
-
-def one_line(exc: BaseException) -> str:
-    """``ErrorType: first line of the message``: a failure's cause as a map label, log line or XCom shows it."""
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
 def batch_markets(specs: Sequence[MarketSpec], size: int) -> list[list[MarketSpec]]:
@@ -187,12 +180,12 @@ def _run_batch(
                 report = run(stores)
             except StoreUnavailableError as exc:
                 log.exception("%s failed; a store is unreachable, the rest of the batch is not attempted", label)
-                unreachable = one_line(exc)
+                unreachable = describe(exc)
                 outcomes.append(MarketOutcome(label, error=unreachable))
                 continue
             except Exception as exc:  # one market's failure is its outcome; the batch fails at the end
                 log.exception("%s failed", label)
-                outcomes.append(MarketOutcome(label, error=one_line(exc)))
+                outcomes.append(MarketOutcome(label, error=describe(exc)))
                 continue
             if checkpoint is not None:
                 kept = checkpoint.keep(report)
