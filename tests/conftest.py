@@ -19,6 +19,7 @@ from sqlalchemy.engine import make_url
 
 from marketkeeper.errors import StoreUnavailableError
 from marketkeeper.influxdb import InfluxDBClient
+from marketkeeper.redis_client import RedisClient
 
 PG_ADMIN_URL = os.environ.get(
     "MARKETKEEPER_TEST_PG_ADMIN_URL", "postgresql+psycopg://postgres:postgres@127.0.0.1:5432/postgres"
@@ -60,6 +61,37 @@ def pg_url() -> Iterator[str]:
     _drop_pg_database(PG_TEST_DB)
 
 
+@pytest.fixture(scope="session")
+def pg_ledger(pg_url: str) -> str:
+    """:func:`pg_url` migrated to the newest ledger schema (idempotent, once per session)."""
+    from marketkeeper.ledger import migrate
+
+    migrate.upgrade(pg_url)
+    return pg_url
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+def ledger_url(request: pytest.FixtureRequest) -> str:
+    """A migrated ledger of each backend: the session's PostgreSQL database, or a SQLite file of this test's own."""
+    if request.param == "postgresql":
+        return str(request.getfixturevalue("pg_ledger"))
+    from marketkeeper.ledger import migrate
+
+    url = f"sqlite:///{request.getfixturevalue('tmp_path') / 'ledger.sqlite'}"
+    migrate.upgrade(url)
+    return url
+
+
+@pytest.fixture
+def pg_engine(pg_url: str) -> Iterator[sa.Engine]:
+    """An engine on :func:`pg_url`, disposed afterwards."""
+    from marketkeeper.ledger import create_ledger_engine
+
+    engine = create_ledger_engine(pg_url)
+    yield engine
+    engine.dispose()
+
+
 @pytest.fixture
 def fresh_pg_url() -> Iterator[str]:
     """URL of an empty PostgreSQL database of this test's own, for tests that migrate or drop schemas."""
@@ -97,6 +129,14 @@ def redis_prefix(redis_url: str) -> Iterator[str]:
     keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
     if keys:
         client.delete(*keys)
+    client.close()
+
+
+@pytest.fixture
+def redis_client(redis_url: str, redis_prefix: str) -> Iterator[RedisClient]:
+    """A namespaced client of the test Redis DB under :func:`redis_prefix`."""
+    client = RedisClient(redis_url, prefix=redis_prefix)
+    yield client
     client.close()
 
 

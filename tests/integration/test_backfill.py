@@ -14,7 +14,7 @@ from marketkeeper.candles import SeriesKey
 from marketkeeper.gaps.backfill import BackfillError, backfill_series, detect_series
 from marketkeeper.gaps.registry import RetryPolicy
 from marketkeeper.ingest import Pipeline, ingest_range
-from marketkeeper.ledger import CandleGap, GapStatus, Market, create_ledger_engine, migrate, session_scope
+from marketkeeper.ledger import CandleGap, GapStatus, Market, create_ledger_engine, session_scope
 from marketkeeper.locks import SeriesLockedError
 from marketkeeper.markets import MarketSpec
 from marketkeeper.redis_client import RedisClient
@@ -64,20 +64,9 @@ def synthetic(holes: list[tuple[datetime, datetime]] | None = None) -> Synthetic
     return SyntheticSource(11, holes=holes or [], clock=lambda: NOW)
 
 
-@pytest.fixture(scope="module")
-def pg_ledger(pg_url: str) -> str:
-    migrate.upgrade(pg_url)
-    return pg_url
-
-
-@pytest.fixture(params=["postgresql", "sqlite"])
-def ledger(request: pytest.FixtureRequest) -> Iterator[sa.Engine]:
-    if request.param == "postgresql":
-        url: str = request.getfixturevalue("pg_ledger")
-    else:
-        url = f"sqlite:///{request.getfixturevalue('tmp_path') / 'ledger.sqlite'}"
-        migrate.upgrade(url)
-    engine = create_ledger_engine(url)
+@pytest.fixture
+def ledger(ledger_url: str) -> Iterator[sa.Engine]:
+    engine = create_ledger_engine(ledger_url)
     yield engine
     with engine.begin() as conn:
         conn.execute(sa.delete(Market).where(Market.exchange == EXCHANGE))

@@ -19,7 +19,7 @@ from marketkeeper.gaps.registry import (
     record_failure,
     record_remaining,
 )
-from marketkeeper.ledger import CandleGap, GapStatus, Market, create_ledger_engine, migrate, session_scope
+from marketkeeper.ledger import CandleGap, GapStatus, Market, create_ledger_engine, session_scope
 
 pytestmark = pytest.mark.integration
 
@@ -34,20 +34,9 @@ def gap(a: int, b: int) -> Gap:
     return Gap(T0 + a * M, T0 + b * M, b - a)
 
 
-@pytest.fixture(scope="module")
-def pg_ledger(pg_url: str) -> str:
-    migrate.upgrade(pg_url)
-    return pg_url
-
-
-@pytest.fixture(params=["postgresql", "sqlite"])
-def engine(request: pytest.FixtureRequest) -> Iterator[Engine]:
-    if request.param == "postgresql":
-        url: str = request.getfixturevalue("pg_ledger")
-    else:
-        url = f"sqlite:///{request.getfixturevalue('tmp_path') / 'ledger.sqlite'}"
-        migrate.upgrade(url)
-    engine = create_ledger_engine(url)
+@pytest.fixture
+def engine(ledger_url: str) -> Iterator[Engine]:
+    engine = create_ledger_engine(ledger_url)
     yield engine
     with session_scope(engine) as session:
         session.execute(sa.delete(Market).where(Market.exchange == EXCHANGE))

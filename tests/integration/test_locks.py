@@ -8,7 +8,6 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -29,20 +28,6 @@ from marketkeeper.redis_client import RedisClient
 pytestmark = pytest.mark.integration
 
 KEY = SeriesKey.of("locktest", "BTC/USDT", "1m")
-
-
-@pytest.fixture
-def redis_client(redis_url: str, redis_prefix: str) -> Iterator[RedisClient]:
-    client = RedisClient(redis_url, prefix=redis_prefix)
-    yield client
-    client.close()
-
-
-@pytest.fixture
-def pg_engine(pg_url: str) -> Iterator[sa.Engine]:
-    engine = create_ledger_engine(pg_url)
-    yield engine
-    engine.dispose()
 
 
 def hold_in_child(code: str) -> subprocess.Popen[str]:

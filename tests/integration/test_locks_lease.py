@@ -10,7 +10,6 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,20 +24,6 @@ from marketkeeper.redis_client import RedisClient
 pytestmark = pytest.mark.integration
 
 KEY = SeriesKey.of("leasetest", "ETH/USDT", "1h")
-
-
-@pytest.fixture
-def redis_client(redis_url: str, redis_prefix: str) -> Iterator[RedisClient]:
-    client = RedisClient(redis_url, prefix=redis_prefix)
-    yield client
-    client.close()
-
-
-@pytest.fixture
-def pg_engine(pg_url: str) -> Iterator[sa.Engine]:
-    engine = create_ledger_engine(pg_url)
-    yield engine
-    engine.dispose()
 
 
 def test_a_redis_lock_whose_renewals_fail_is_lost_after_its_ttl(

@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from marketkeeper.ledger import create_ledger_engine, migrate, session_scope
+from marketkeeper.ledger import create_ledger_engine, session_scope
 from marketkeeper.ledger.models import DataQualityRun, QuarantinedCandle
 from marketkeeper.repositories import ValidationError, unit_of_work
 from marketkeeper.repositories.quality import QualityRepository
@@ -23,20 +23,9 @@ START = datetime(2024, 1, 1, tzinfo=UTC)
 END = datetime(2024, 1, 2, tzinfo=UTC)
 
 
-@pytest.fixture(scope="module")
-def pg_ledger(pg_url: str) -> str:
-    migrate.upgrade(pg_url)
-    return pg_url
-
-
-@pytest.fixture(params=["postgresql", "sqlite"])
-def engine(request: pytest.FixtureRequest) -> Iterator[Engine]:
-    if request.param == "postgresql":
-        url: str = request.getfixturevalue("pg_ledger")
-    else:
-        url = f"sqlite:///{request.getfixturevalue('tmp_path') / 'ledger.sqlite'}"
-        migrate.upgrade(url)
-    engine = create_ledger_engine(url)
+@pytest.fixture
+def engine(ledger_url: str) -> Iterator[Engine]:
+    engine = create_ledger_engine(ledger_url)
     yield engine
     with session_scope(engine) as session:
         session.execute(sa.delete(QuarantinedCandle).where(QuarantinedCandle.exchange == EXCHANGE))

@@ -38,12 +38,6 @@ NOW = datetime(2025, 1, 1, tzinfo=UTC)
 SOURCE = "files:binance"
 
 
-@pytest.fixture(scope="module")
-def pg_ledger(pg_url: str) -> str:
-    migrate.upgrade(pg_url)
-    return pg_url
-
-
 @pytest.fixture(params=["postgresql", "sqlite"])
 def engine(request: pytest.FixtureRequest, tmp_path: object) -> Iterator[Engine]:
     """A migrated ledger on each backend; this test's rows are deleted afterwards."""
