@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 export GX_ANALYTICS_ENABLED := False
 export MARKETKEEPER_HOME ?= $(CURDIR)/var
 
-.PHONY: help venv services demo test test-fast lint format bench up up-celery clean
+.PHONY: help venv test-tools services demo test test-fast lint format bench up up-celery clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -26,6 +26,9 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 
 venv: $(STAMP) ## Create .venv with the pinned requirements and marketkeeper installed editable
 
+test-tools: ## Install the real parts the tests drive when missing (pg_dump, redis-tools, chromium, prometheus)
+	scripts/test-tools.sh
+
 services: ## Make sure PostgreSQL, Redis and InfluxDB answer (starting what is missing)
 	scripts/services.sh up
 
@@ -41,7 +44,7 @@ format: $(STAMP) ## Apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-test: $(STAMP) services lint ## Lint, then the whole suite against the real servers
+test: $(STAMP) test-tools services lint ## Lint, then the whole suite against the real servers
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/pytest
 
 test-fast: $(STAMP) ## Unit tests only: no server needed

@@ -2,7 +2,8 @@
 
 One module per command group: :mod:`.db` (ledger migrations, InfluxDB database), :mod:`.stores` (``health``,
 ``candles``), :mod:`.ingest`, :mod:`.gaps` (``gaps``, ``gaps detect``, ``backfill``), :mod:`.ledger`
-(``rollup``, ``demo-seed``).
+(``rollup``, ``demo-seed``), :mod:`.downsample` (``downsample``, ``retention``, ``maintenance``),
+:mod:`.backup`, :mod:`.status`, :mod:`.serve`.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from marketkeeper.cli import db, gaps, ingest, ledger, stores
+from marketkeeper.cli import backup, db, downsample, gaps, ingest, ledger, serve, status, stores
 
 app = typer.Typer(
     help="Keep a crypto trading system's ledger, candles and caches complete, correct and recoverable.",
@@ -35,7 +36,7 @@ def _main(
 
 app.add_typer(db.app, name="db")
 app.add_typer(gaps.gaps_app, name="gaps")
-for module in (stores, ingest, gaps, ledger):
+for module in (stores, ingest, gaps, ledger, downsample, backup, status, serve):
     module.register(app)
 
 
