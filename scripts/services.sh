@@ -6,6 +6,7 @@
 #   scripts/services.sh [up|status|stop-influxdb]
 #
 # Environment: PGHOST/PGPORT (127.0.0.1:5432), REDIS_PORT (6379), INFLUXDB_PORT (8086),
+# INFLUXDB_RPC_PORT (8088: the loopback RPC address `influxd backup -portable` and `influxd restore` use),
 # MARKETKEEPER_HOME (./var: where a locally started InfluxDB keeps its data and log).
 set -euo pipefail
 
@@ -15,6 +16,7 @@ pg_host=${PGHOST:-127.0.0.1}
 pg_port=${PGPORT:-5432}
 redis_port=${REDIS_PORT:-6379}
 influx_port=${INFLUXDB_PORT:-8086}
+influx_rpc_port=${INFLUXDB_RPC_PORT:-8088}
 
 log() { printf '[services] %s\n' "$*" >&2; }
 
@@ -76,7 +78,8 @@ start_influxdb() {
   command -v influxd >/dev/null || apt_install influxdb
   local dir="$home/influxdb"
   mkdir -p "$dir"
-  sed -e "s#@DIR@#$dir#g" -e "s#@PORT@#$influx_port#g" "$here/scripts/influxdb.conf.in" >"$dir/influxdb.conf"
+  sed -e "s#@DIR@#$dir#g" -e "s#@PORT@#$influx_port#g" -e "s#@RPC_PORT@#$influx_rpc_port#g" \
+    "$here/scripts/influxdb.conf.in" >"$dir/influxdb.conf"
   log "starting influxd (data in $dir, log in $dir/influxd.log)"
   nohup influxd -config "$dir/influxdb.conf" >>"$dir/influxd.log" 2>&1 &
   echo $! >"$dir/influxd.pid"
@@ -91,6 +94,8 @@ status() {
   port_open "$pg_host" "$pg_port" && log "PostgreSQL up on $pg_host:$pg_port" || { log "PostgreSQL down"; rc=1; }
   port_open 127.0.0.1 "$redis_port" && log "Redis up on 127.0.0.1:$redis_port" || { log "Redis down"; rc=1; }
   influx_ready && log "InfluxDB up on 127.0.0.1:$influx_port" || { log "InfluxDB down"; rc=1; }
+  port_open 127.0.0.1 "$influx_rpc_port" && log "InfluxDB RPC (backup/restore) up on 127.0.0.1:$influx_rpc_port" \
+    || log "InfluxDB RPC (backup/restore) not answering on 127.0.0.1:$influx_rpc_port"
   return $rc
 }
 
