@@ -19,7 +19,9 @@ from marketkeeper.timeframes import Timeframe
 __all__ = [
     "CANDLE_COLUMNS",
     "CLOSE",
+    "DERIVED_COLUMNS",
     "DTYPES",
+    "EXPECTED_COUNT",
     "HIGH",
     "LOW",
     "OPEN",
@@ -28,6 +30,7 @@ __all__ = [
     "PRICE_COLUMNS",
     "QUOTE_VOLUME",
     "REQUIRED_COLUMNS",
+    "SOURCE_COUNT",
     "TRADE_COUNT",
     "VOLUME",
     "CandleFrameError",
@@ -46,10 +49,15 @@ CLOSE: Final = "close"
 VOLUME: Final = "volume"
 QUOTE_VOLUME: Final = "quote_volume"
 TRADE_COUNT: Final = "trade_count"
+#: Of a derived (downsampled) candle: the base candles present in its bucket, and those the bucket spans.
+SOURCE_COUNT: Final = "source_count"
+EXPECTED_COUNT: Final = "expected_count"
 
 PRICE_COLUMNS: Final = (OPEN, HIGH, LOW, CLOSE)
 REQUIRED_COLUMNS: Final = (OPEN_TIME, OPEN, HIGH, LOW, CLOSE, VOLUME)
 OPTIONAL_COLUMNS: Final = (QUOTE_VOLUME, TRADE_COUNT)
+#: The columns only derived candles carry (see ``marketkeeper.tiers.resample``).
+DERIVED_COLUMNS: Final = (SOURCE_COUNT, EXPECTED_COUNT)
 #: Every column a candle frame may have, in the order frames carry them.
 CANDLE_COLUMNS: Final = REQUIRED_COLUMNS + OPTIONAL_COLUMNS
 OPEN_TIME_DTYPE: Final = pd.DatetimeTZDtype(unit="ns", tz="UTC")
@@ -62,6 +70,8 @@ DTYPES: Final[dict[str, object]] = {
     VOLUME: np.dtype("float64"),
     QUOTE_VOLUME: np.dtype("float64"),
     TRADE_COUNT: pd.Int64Dtype(),
+    SOURCE_COUNT: pd.Int64Dtype(),
+    EXPECTED_COUNT: pd.Int64Dtype(),
 }
 
 

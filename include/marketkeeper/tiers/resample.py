@@ -1,0 +1,204 @@
+"""Derive coarser candles from a base series: the one pure resampling function the tiers and the API share."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Final
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from marketkeeper.candles import (
+    CLOSE,
+    EXPECTED_COUNT,
+    HIGH,
+    LOW,
+    OPEN,
+    OPEN_TIME,
+    OPEN_TIME_DTYPE,
+    PRICE_COLUMNS,
+    QUOTE_VOLUME,
+    SOURCE_COUNT,
+    TRADE_COUNT,
+    VOLUME,
+    CandleFrameError,
+    open_time_ns,
+)
+from marketkeeper.timeframes import Timeframe, TimeframeError, to_ns
+
+__all__ = ["RESAMPLED_COLUMNS", "check_derivable", "resample_candles"]
+
+#: The columns of :func:`resample_candles`' result, in order.
+RESAMPLED_COLUMNS: Final = (
+    OPEN_TIME, OPEN, HIGH, LOW, CLOSE, VOLUME, QUOTE_VOLUME, TRADE_COUNT, SOURCE_COUNT, EXPECTED_COUNT,
+)  # fmt: skip
+_DAY_NS: Final = 86_400 * 10**9
+
+
+def check_derivable(base: str | Timeframe, target: str | Timeframe) -> tuple[Timeframe, Timeframe]:
+    """Parse ``base`` and ``target`` and check that ``target`` buckets are whole runs of ``base`` candles.
+
+    True when ``target`` is longer than ``base`` and every ``target`` bucket boundary is a ``base`` boundary:
+    ``base`` divides ``target`` (and, for ``1w``, its Monday offset); a ``1M`` bucket needs a ``base`` that
+    divides a day. ``1M`` is never a base.
+
+    :raises TimeframeError: naming both timeframes and why.
+    """
+    base_tf, target_tf = Timeframe.parse(base), Timeframe.parse(target)
+    if not base_tf.is_fixed:
+        raise TimeframeError(f"cannot derive {target_tf} from {base_tf}: a 1M base has no fixed length")
+    step = base_tf.nanoseconds
+    if target_tf.is_fixed:
+        # The week's Monday offset from the epoch (4 days) must also fall on a base boundary.
+        offset = target_tf.floor_ns(np.zeros(1, dtype=np.int64))[0]
+        ok = target_tf.nanoseconds > step and target_tf.nanoseconds % step == 0 and offset % step == 0
+    else:
+        ok = _DAY_NS % step == 0
+    if not ok:
+        raise TimeframeError(
+            f"cannot derive {target_tf} from {base_tf}: a {target_tf} bucket must be a whole number "
+            f"(more than one) of {base_tf} candles"
+        )
+    return base_tf, target_tf
+
+
+def resample_candles(
+    frame: pd.DataFrame, base: str, target: str, *, closed_before: datetime | None = None
+) -> pd.DataFrame:
+    """The ``target`` candles derived from a frame of ``base`` candles, one row per non-empty closed bucket.
+
+    ``frame`` is a candle frame in the stores' shape (:func:`marketkeeper.candles.normalize_frame`: an
+    ``open_time`` column of aware UTC datetimes, float ``open``/``high``/``low``/``close``/``volume``, optional
+    float ``quote_volume`` and ``Int64`` ``trade_count``), as :meth:`CandleStore.read` returns it. Its open
+    times must be unique and aligned to ``base``; it need not be sorted.
+
+    Buckets follow :mod:`marketkeeper.timeframes` (fixed timeframes from the epoch, ``1w`` from Monday 00:00
+    UTC, ``1M`` calendar months). Per bucket:
+
+    - ``open`` is the first member's open, ``close`` the last member's close, ``high`` the maximum,
+      ``low`` the minimum, ``volume`` the sum;
+    - ``quote_volume`` and ``trade_count`` are the sums when *every* member has one, else missing (NaN/NA):
+      a partial sum would pass for a complete one;
+    - ``source_count`` is how many base candles the bucket holds, ``expected_count`` how many it spans
+      (e.g. 60 for 1h from 1m, 44,640 for a 31-day month from 1m). ``source_count < expected_count`` marks an
+      incomplete bucket; no value is ever invented for the missing members.
+
+    A bucket without any base candle is absent (never a zero-volume candle). With ``closed_before``, only
+    buckets that closed at or before it (bucket end <= ``closed_before``) are kept; without it every bucket
+    is returned, including a still-open last one. The caller chooses the frame's range: a bucket is
+    complete only if the frame covers the whole bucket.
+
+    The result has the columns :data:`RESAMPLED_COLUMNS` (``quote_volume``, ``trade_count`` always present,
+    missing where unknown), sorted by ``open_time``, with a fresh ``RangeIndex``. Vectorised: one pass of
+    numpy ``reduceat`` over the sorted frame.
+
+    :param frame: the base candles.
+    :param base: the frame's timeframe, e.g. ``"1m"``.
+    :param target: the timeframe to derive, e.g. ``"1h"``; see :func:`check_derivable`.
+    :param closed_before: an aware datetime; buckets closing after it are left out.
+    :raises TimeframeError: ``target`` cannot be derived from ``base``.
+    :raises CandleFrameError: a missing column, a missing price or volume, a duplicate open time, or an open
+        time not aligned to ``base``.
+    """
+    base_tf, target_tf = check_derivable(base, target)
+    missing = [name for name in (OPEN_TIME, *PRICE_COLUMNS, VOLUME) if name not in frame.columns]
+    if missing:
+        raise CandleFrameError(f"cannot resample: the frame is missing column(s) {', '.join(missing)}")
+    if len(frame) == 0:
+        return _empty()
+    if not isinstance(frame[OPEN_TIME].dtype, pd.DatetimeTZDtype):
+        raise CandleFrameError("cannot resample: open_time must be timezone-aware datetimes (UTC)")
+    times = open_time_ns(frame)
+    order = None if bool(np.all(times[1:] > times[:-1])) else np.argsort(times, kind="stable")
+    if order is not None:
+        times = times[order]
+        if bool(np.any(times[1:] == times[:-1])):
+            raise CandleFrameError(f"cannot resample {base_tf} candles: the frame has duplicate open times")
+    if not bool(np.all(base_tf.is_aligned_ns(times))):
+        raise CandleFrameError(f"cannot resample: the frame has open times not aligned to {base_tf}")
+
+    def column(name: str) -> npt.NDArray[np.float64]:
+        values = frame[name].to_numpy(dtype=np.float64, na_value=np.nan)
+        return values if order is None else values[order]
+
+    buckets = target_tf.floor_ns(times)
+    # Sorted times give sorted buckets: each bucket is one run, starting where the bucket changes.
+    starts = np.flatnonzero(np.r_[True, buckets[1:] != buckets[:-1]])
+    ends = np.r_[starts[1:], len(times)]
+    opens = buckets[starts]
+    closes = _bucket_ends(target_tf, opens)
+    if closed_before is not None:
+        n_closed = int(np.searchsorted(closes, to_ns(closed_before), side="right"))
+        starts, ends, opens, closes = starts[:n_closed], ends[:n_closed], opens[:n_closed], closes[:n_closed]
+        if not len(starts):
+            return _empty()
+        # reduceat sums up to the next start: cut the arrays after the last kept bucket.
+        stop = int(ends[-1])
+    else:
+        stop = len(times)
+
+    counts = ends - starts
+    out: dict[str, object] = {OPEN_TIME: pd.DatetimeIndex(opens.view("datetime64[ns]")).tz_localize("UTC")}
+    values = {name: column(name)[:stop] for name in (*PRICE_COLUMNS, VOLUME)}
+    for name, data in values.items():
+        if bool(np.isnan(data).any()):
+            raise CandleFrameError(f"cannot resample: column {name} has missing values")
+    out[OPEN] = values[OPEN][starts]
+    out[HIGH] = np.maximum.reduceat(values[HIGH], starts)
+    out[LOW] = np.minimum.reduceat(values[LOW], starts)
+    out[CLOSE] = values[CLOSE][ends - 1]
+    out[VOLUME] = np.add.reduceat(values[VOLUME], starts)
+    out[QUOTE_VOLUME] = _complete_sum(
+        column(QUOTE_VOLUME)[:stop] if QUOTE_VOLUME in frame.columns else None, starts, counts
+    )
+    out[TRADE_COUNT] = _complete_count_sum(
+        _trade_counts(frame, order)[:stop] if TRADE_COUNT in frame.columns else None, starts, counts
+    )
+    out[SOURCE_COUNT] = pd.array(counts, dtype="Int64")
+    out[EXPECTED_COUNT] = pd.array((closes - opens) // base_tf.nanoseconds, dtype="Int64")
+    return pd.DataFrame(out, columns=list(RESAMPLED_COLUMNS))
+
+
+def _bucket_ends(target: Timeframe, opens: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    if target.is_fixed:
+        return opens + target.nanoseconds
+    months = opens.view("datetime64[ns]").astype("datetime64[M]") + np.timedelta64(1, "M")
+    ends: npt.NDArray[np.int64] = months.astype("datetime64[ns]").view(np.int64)
+    return ends
+
+
+def _trade_counts(frame: pd.DataFrame, order: npt.NDArray[np.intp] | None) -> pd.arrays.IntegerArray:
+    values = pd.array(frame[TRADE_COUNT], dtype="Int64")
+    return values if order is None else values[order]
+
+
+def _complete_sum(
+    values: npt.NDArray[np.float64] | None, starts: npt.NDArray[np.intp], counts: npt.NDArray[np.intp]
+) -> npt.NDArray[np.float64]:
+    """Per-bucket sums where every member has a value (NaN elsewhere)."""
+    if values is None:
+        return np.full(len(starts), np.nan)
+    present = ~np.isnan(values)
+    sums = np.add.reduceat(np.where(present, values, 0.0), starts)
+    complete = np.add.reduceat(present.astype(np.int64), starts) == counts
+    return np.where(complete, sums, np.nan)
+
+
+def _complete_count_sum(
+    values: pd.arrays.IntegerArray | None, starts: npt.NDArray[np.intp], counts: npt.NDArray[np.intp]
+) -> pd.arrays.IntegerArray:
+    """Per-bucket integer sums where every member has a value (NA elsewhere); int64, so counts above 2**53
+    stay exact."""
+    if values is None:
+        return pd.arrays.IntegerArray(np.zeros(len(starts), dtype=np.int64), np.ones(len(starts), dtype=bool))
+    present = ~np.asarray(values.isna())
+    sums = np.add.reduceat(values.to_numpy(dtype=np.int64, na_value=0), starts)
+    complete = np.add.reduceat(present.astype(np.int64), starts) == counts
+    return pd.arrays.IntegerArray(sums.astype(np.int64), ~complete)
+
+
+def _empty() -> pd.DataFrame:
+    dtypes: dict[str, object] = {name: np.dtype("float64") for name in RESAMPLED_COLUMNS}
+    dtypes.update({OPEN_TIME: OPEN_TIME_DTYPE, TRADE_COUNT: "Int64", SOURCE_COUNT: "Int64", EXPECTED_COUNT: "Int64"})
+    return pd.DataFrame({name: pd.Series([], dtype=dtype) for name, dtype in dtypes.items()})
