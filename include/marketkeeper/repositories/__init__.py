@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from marketkeeper.repositories.alerts import AlertRepository
 from marketkeeper.repositories.audit import AuditLogRepository
+from marketkeeper.repositories.backups import BackupOverview, BackupRepository
 from marketkeeper.repositories.balances import BalanceSnapshotRepository
 from marketkeeper.repositories.base import Page, Repository
 from marketkeeper.repositories.bots import BotRepository
@@ -33,6 +34,8 @@ __all__ = [
     "MAX_PAGE_SIZE",
     "AlertRepository",
     "AuditLogRepository",
+    "BackupOverview",
+    "BackupRepository",
     "BalanceSnapshotRepository",
     "BotRepository",
     "ConflictError",

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from marketkeeper.ledger.engine import session_scope
 from marketkeeper.repositories.alerts import AlertRepository
 from marketkeeper.repositories.audit import AuditLogRepository
+from marketkeeper.repositories.backups import BackupRepository
 from marketkeeper.repositories.balances import BalanceSnapshotRepository
 from marketkeeper.repositories.bots import BotRepository
 from marketkeeper.repositories.events import SystemEventRepository
@@ -91,6 +92,10 @@ class Repositories:
     @cached_property
     def gaps(self) -> GapRepository:
         return GapRepository(self.session)
+
+    @cached_property
+    def backups(self) -> BackupRepository:
+        return BackupRepository(self.session)
 
 
 @contextmanager

@@ -23,7 +23,6 @@ if TYPE_CHECKING:
         PositionStatus,
         TradeSide,
         TradeStatus,
-        VerifyStatus,
     )
     from marketkeeper.ledger.models.market_data import (
         Candle,
@@ -72,7 +71,6 @@ __all__ = [
     "TradeSide",
     "TradeStatus",
     "User",
-    "VerifyStatus",
 ]
 
 _MODEL_MODULES = ("market_data", "operations", "trading")

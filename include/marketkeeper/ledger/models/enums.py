@@ -77,14 +77,11 @@ class GapStatus(StrEnum):
 
 
 class BackupStatus(StrEnum):
+    """Where a backup stands: being written, complete and checksummed, failed (no file under a final name),
+    or restored by a drill into a scratch target that matched (``verified``) or did not (``drill_failed``)."""
+
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
-
-
-class VerifyStatus(StrEnum):
-    """Outcome of restoring a backup into a scratch store and comparing counts."""
-
-    PASSED = "passed"
-    FAILED = "failed"
-    SKIPPED = "skipped"
+    VERIFIED = "verified"
+    DRILL_FAILED = "drill_failed"

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from marketkeeper.ledger.base import Base, BigIntKey, UUIDPrimaryKey
-from marketkeeper.ledger.models.enums import AlertSeverity, BackupStatus, EventSeverity, VerifyStatus
+from marketkeeper.ledger.models.enums import AlertSeverity, BackupStatus, EventSeverity
 from marketkeeper.ledger.types import enum_type, utcnow
 
 if TYPE_CHECKING:
@@ -18,13 +18,26 @@ if TYPE_CHECKING:
 
 
 class Alert(UUIDPrimaryKey, Base):
+    """An alert to a user, or (``user_id`` NULL) an operator alert of the platform itself: an SLO breach
+    (``key`` names it, ``since`` when it began, ``resolved_at`` when it ended; migration 0006) or a failed task.
+
+    At most one *open* alert per ``key`` (a partial unique index), so a breach is never raised twice.
+    """
+
     __tablename__ = "alerts"
     __table_args__ = (
         sa.Index("ix_alerts_user_id_is_read", "user_id", "is_read"),
         sa.Index("ix_alerts_severity_timestamp", "severity", "timestamp"),
+        sa.Index(
+            "uq_alerts_open_key",
+            "key",
+            unique=True,
+            postgresql_where=sa.text("resolved_at IS NULL"),
+            sqlite_where=sa.text("resolved_at IS NULL"),
+        ),
     )
 
-    user_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"))
+    user_id: Mapped[uuid.UUID | None] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"))
     alert_type: Mapped[str] = mapped_column(sa.String(50))
     severity: Mapped[AlertSeverity] = mapped_column(enum_type(AlertSeverity, "alert_severity"))
     title: Mapped[str] = mapped_column(sa.String(200))
@@ -33,8 +46,14 @@ class Alert(UUIDPrimaryKey, Base):
     extra_metadata: Mapped[dict[str, Any]] = mapped_column("metadata", default=dict)
     is_read: Mapped[bool] = mapped_column(default=False)
     timestamp: Mapped[datetime] = mapped_column(default=utcnow)
+    #: An operator alert's identity (``slo:subject`` or ``task:dag.task:run``); ``None`` for user alerts.
+    key: Mapped[str | None] = mapped_column(sa.String(500))
+    #: The series or store an operator alert is about.
+    subject: Mapped[str | None] = mapped_column(sa.String(200))
+    since: Mapped[datetime | None]
+    resolved_at: Mapped[datetime | None]
 
-    user: Mapped[User] = relationship(back_populates="alerts")
+    user: Mapped[User | None] = relationship(back_populates="alerts")
 
 
 class AuditLog(UUIDPrimaryKey, Base):
@@ -76,10 +95,13 @@ class SystemEvent(UUIDPrimaryKey, Base):
 
 
 class BackupRun(Base):
-    """One backup in the catalog: where it went, how big, its checksum, and whether a restore drill passed.
+    """One backup attempt in the catalog: where it went, how big, its checksum, the tool and server that made
+    it, the figures the store held when it was taken, and the outcome of the last restore drill.
 
-    ``store`` (ledger, influxdb, redis, ...) and ``kind`` (full, logical export, ...) stay free text so a new
-    backend needs no migration; ``status`` and ``verify_status`` are closed vocabularies.
+    ``store`` (ledger, influxdb, redis) and ``kind`` (pg_dump-custom, influxd-portable, redis-rdb) stay free
+    text so a new backend needs no migration; ``status`` is a closed vocabulary (:class:`BackupStatus`).
+    ``figures`` are recorded at backup time (per-table row counts and content checksums, per-series daily
+    candle counts and sums, per-namespace Redis key counts); a drill compares the restored copy against them.
     """
 
     __tablename__ = "backup_runs"
@@ -91,13 +113,22 @@ class BackupRun(Base):
     id: Mapped[int] = mapped_column(BigIntKey, primary_key=True)
     store: Mapped[str] = mapped_column(sa.String(32))
     kind: Mapped[str] = mapped_column(sa.String(32))
-    destination: Mapped[str] = mapped_column(sa.String(1000))
+    location: Mapped[str] = mapped_column(sa.String(1000))
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None]
     status: Mapped[BackupStatus] = mapped_column(enum_type(BackupStatus, "backup_status"), default=BackupStatus.RUNNING)
     size_bytes: Mapped[int | None] = mapped_column(sa.BigInteger())
     sha256: Mapped[str | None] = mapped_column(sa.String(64))
-    verified_at: Mapped[datetime | None]
-    verify_status: Mapped[VerifyStatus | None] = mapped_column(enum_type(VerifyStatus, "verify_status"))
+    tool_version: Mapped[str | None] = mapped_column(sa.String(200))
+    server_version: Mapped[str | None] = mapped_column(sa.String(200))
     error: Mapped[str | None] = mapped_column(sa.Text())
+    figures: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    #: The last time ``backup verify`` (or a drill) found the stored file's sha256 equal to the recorded one.
+    checksum_verified_at: Mapped[datetime | None]
+    drilled_at: Mapped[datetime | None]
+    drill_error: Mapped[str | None] = mapped_column(sa.Text())
+    #: Seconds from the start of the drill's restore until the scratch target held the data (recovery time).
+    rto_seconds: Mapped[float | None] = mapped_column(sa.Double())
+    #: The backup's age in seconds when it was drilled (how much would be lost restoring it then).
+    rpo_seconds: Mapped[float | None] = mapped_column(sa.Double())
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)
