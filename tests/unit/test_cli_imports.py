@@ -40,6 +40,8 @@ COMMANDS = [
     ["gaps"],
     ["candles", *SERIES, *DAY],
     ["gaps", "detect", *SERIES, *DAY, "--dry-run"],
+    ["status"],
+    ["status", "--json"],
 ]
 
 

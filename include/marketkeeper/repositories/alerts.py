@@ -1,9 +1,12 @@
-"""Alerts: a user's unread alerts, alerts by severity, and marking alerts read."""
+"""Alerts: a user's unread alerts, alerts by severity, marking alerts read; and operator alerts (no user), one
+open alert per key, opened and resolved by the ops monitor and the task-failure callback."""
 
 from __future__ import annotations
 
 import builtins
 from collections.abc import Iterable
+from datetime import datetime
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
@@ -11,6 +14,13 @@ from marketkeeper.ledger.models import Alert, AlertSeverity
 from marketkeeper.repositories.base import Page, Repository
 from marketkeeper.repositories.errors import NotFoundError
 from marketkeeper.repositories.validation import DEFAULT_PAGE_SIZE, RecordId, as_enum
+
+if TYPE_CHECKING:
+    from marketkeeper.ops.figures import Breach
+
+#: ``alert_type`` of an SLO breach; a failed task's is :data:`TASK_FAILED`.
+SLO_BREACH = "slo_breach"
+TASK_FAILED = "task_failed"
 
 
 class AlertRepository(Repository[Alert]):
@@ -66,3 +76,65 @@ class AlertRepository(Repository[Alert]):
 
     def _rows(self, keys: set[object]) -> builtins.list[Alert]:
         return builtins.list(self.session.scalars(sa.select(Alert).where(Alert.id.in_(keys))).all())
+
+    def open_slo_keys(self) -> set[str]:
+        """The keys of the SLO alerts still open."""
+        statement = sa.select(Alert.key).where(
+            Alert.alert_type == SLO_BREACH, Alert.resolved_at.is_(None), Alert.key.is_not(None)
+        )
+        return {key for key in self.session.scalars(statement) if key is not None}
+
+    def open_operator(self, *, alert_type: str | None = None) -> builtins.list[Alert]:
+        """The open operator alerts (no user), newest first, optionally of one type."""
+        statement = sa.select(Alert).where(Alert.user_id.is_(None), Alert.resolved_at.is_(None))
+        if alert_type is not None:
+            statement = statement.where(Alert.alert_type == alert_type)
+        return self._all(statement)
+
+    def open_slo_alert(self, breach: Breach, *, at: datetime) -> Alert:
+        """Record a new breach as an open operator alert.
+
+        :raises ConflictError: an alert with the breach's key is open already.
+        """
+        return self.create(
+            user_id=None,
+            alert_type=SLO_BREACH,
+            severity=breach.severity,
+            title=f"SLO {breach.slo} breached: {breach.subject}"[:200],
+            message=breach.message,
+            extra_metadata={"slo": breach.slo},
+            key=breach.key,
+            subject=breach.subject,
+            since=breach.since or at,
+            timestamp=at,
+        )
+
+    def open_task_failure(
+        self, *, key: str, subject: str, title: str, message: str, details: dict[str, object], at: datetime
+    ) -> Alert | None:
+        """Record a failed task as an open operator alert; ``None`` when one with ``key`` is open already."""
+        if self.session.scalar(sa.select(Alert.id).where(Alert.key == key, Alert.resolved_at.is_(None))):
+            return None
+        return self.create(
+            user_id=None,
+            alert_type=TASK_FAILED,
+            severity="high",
+            title=title[:200],
+            message=message,
+            extra_metadata=details,
+            key=key,
+            subject=subject[:200],
+            since=at,
+            timestamp=at,
+        )
+
+    def resolve(self, keys: Iterable[str], *, at: datetime) -> int:
+        """Resolve the open alerts with these keys at ``at``; returns how many were open."""
+        wanted = builtins.list(keys)
+        if not wanted:
+            return 0
+        rows = self.session.scalars(sa.select(Alert).where(Alert.key.in_(wanted), Alert.resolved_at.is_(None))).all()
+        for row in rows:
+            row.resolved_at = at
+        self._flush("update")
+        return len(rows)

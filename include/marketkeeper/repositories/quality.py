@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Final
 
 import sqlalchemy as sa
@@ -19,11 +21,24 @@ from marketkeeper.repositories.errors import ValidationError
 from marketkeeper.repositories.integrity import integrity_error
 from marketkeeper.repositories.validation import coerce_column
 
-__all__ = ["QUARANTINE_FIELDS", "QualityRepository"]
+__all__ = ["QUARANTINE_FIELDS", "QualityRepository", "SeriesQualityActivity"]
 
 #: The fields of a quarantine row the caller gives; the series, source and run come from the run.
 QUARANTINE_FIELDS: Final = ("open_time", "raw_row", "failed_expectation", "reason")
 _QUARANTINE: Final = "QuarantinedCandle"
+
+
+@dataclass(frozen=True)
+class SeriesQualityActivity:
+    """What the quality gate saw of one series: over a recent window, and its newest run ever."""
+
+    runs: int = 0
+    rows_checked: int = 0
+    rows_failed: int = 0
+    quarantined: int = 0
+    last_run_at: datetime | None = None
+    last_dag_id: str | None = None
+    last_success: bool | None = None
 
 
 class QualityRepository(Repository[DataQualityRun]):
@@ -133,6 +148,47 @@ class QualityRepository(Repository[DataQualityRun]):
             .where(*self._series(exchange, symbol, timeframe, source))
         )
         return self.session.scalar(statement) or 0
+
+    def activity_since(self, since: datetime) -> dict[tuple[str, str, str], SeriesQualityActivity]:
+        """Per series ``(exchange, symbol, timeframe)``: runs, rows checked and failed and rows quarantined
+        since ``since``, and the newest run of all (the ops status; grouped queries, whatever the series count)."""
+        session = self.session
+        runs = DataQualityRun
+        series = (runs.exchange, runs.symbol, runs.timeframe)
+        recent = session.execute(
+            sa.select(*series, sa.func.count(), sa.func.sum(runs.rows_checked), sa.func.sum(runs.rows_failed))
+            .where(runs.run_at >= since, runs.exchange.is_not(None))
+            .group_by(*series)
+        ).all()
+        q = QuarantinedCandle
+        quarantined = dict(
+            ((str(e), str(s), str(t)), int(n))
+            for e, s, t, n in session.execute(
+                sa.select(q.exchange, q.symbol, q.timeframe, sa.func.count())
+                .where(q.quarantined_at >= since)
+                .group_by(q.exchange, q.symbol, q.timeframe)
+            ).all()
+        )
+        newest_ids = sa.select(sa.func.max(runs.id)).where(runs.exchange.is_not(None)).group_by(*series)
+        newest = {
+            (str(r.exchange), str(r.symbol), str(r.timeframe)): r
+            for r in session.scalars(sa.select(runs).where(runs.id.in_(newest_ids))).all()
+        }
+        found: dict[tuple[str, str, str], SeriesQualityActivity] = {}
+        counts = {(str(e), str(s), str(t)): (n, c or 0, f or 0) for e, s, t, n, c, f in recent}
+        for key in set(counts) | set(quarantined) | set(newest):
+            n, checked, failed = counts.get(key, (0, 0, 0))
+            last = newest.get(key)
+            found[key] = SeriesQualityActivity(
+                runs=n,
+                rows_checked=int(checked),
+                rows_failed=int(failed),
+                quarantined=int(quarantined.get(key, 0)),
+                last_run_at=None if last is None else last.run_at,
+                last_dag_id=None if last is None else last.dag_id,
+                last_success=None if last is None else last.success,
+            )
+        return found
 
     @staticmethod
     def _runs_over(exchange: str, symbol: str | None, timeframe: str | None) -> builtins.list[sa.ColumnElement[bool]]:

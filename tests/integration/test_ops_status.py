@@ -1,0 +1,165 @@
+"""The ops status against real ledgers and candle stores: freshness lag, gaps, quality share, breaches, the
+alert life cycle (one alert per breach, never repeated, resolved when the breach ends) and ``marketkeeper
+status`` as a user runs it."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from marketkeeper.candles import SeriesKey
+from marketkeeper.ledger import create_ledger_engine
+from marketkeeper.markets import MarketSpec
+from marketkeeper.ops.slo import Slos
+from marketkeeper.repositories import unit_of_work
+from marketkeeper.services.gaps import detect_gaps
+from marketkeeper.services.status import ops_status, sync_alerts
+from marketkeeper.sources.synthetic import SyntheticSource
+from marketkeeper.store_set import StoreConfig, StoreSet
+from tests.integration.test_cli import run_cli
+
+pytestmark = pytest.mark.integration
+
+BTC = SeriesKey.of("opstest", "BTC/USDT", "1m")
+ETH = SeriesKey.of("opstest", "ETH/USDT", "1m")
+DECLARATION = json.dumps(
+    {
+        "markets": [
+            {"exchange": k.exchange, "symbol": k.symbol, "base_timeframe": "1m", "source": "synthetic:5"}
+            for k in (BTC, ETH)
+        ]
+        + [{"exchange": "opstest", "symbol": "OLD/USDT", "source": "synthetic:5", "active": False}]
+    }
+)
+
+
+def write(config: StoreConfig, key: SeriesKey, start: datetime, end: datetime) -> None:
+    source = SyntheticSource(5, clock=lambda: end + timedelta(days=1))
+    frame = pd.concat([b.frame for b in source.fetch_batches(key, start, end)], ignore_index=True)
+    with StoreSet.open(config) as stores:
+        stores.candles.write(key, frame)
+
+
+def spec(key: SeriesKey) -> MarketSpec:
+    return MarketSpec(exchange=key.exchange, symbol=key.symbol, base_timeframe="1m", source="synthetic:5")
+
+
+@pytest.fixture
+def now() -> datetime:
+    return datetime.now(UTC).replace(second=30, microsecond=0)
+
+
+@pytest.fixture
+def config(ledger_url: str, monkeypatch: pytest.MonkeyPatch) -> StoreConfig:
+    monkeypatch.setenv("MARKETKEEPER_MARKETS", DECLARATION)
+    return StoreConfig(ledger_url=ledger_url)
+
+
+def test_figures_breaches_and_one_alert_per_breach(config: StoreConfig, now: datetime) -> None:
+    top = now.replace(second=0)
+    # BTC: fresh up to the last closed candle, with a 10-candle hole; ETH: stopped 10 candles ago.
+    write(config, BTC, top - timedelta(hours=2), top - timedelta(minutes=70))
+    write(config, BTC, top - timedelta(minutes=60), top)
+    write(config, ETH, top - timedelta(hours=2), top - timedelta(minutes=10))
+    detect_gaps(config, spec(BTC), start=top - timedelta(hours=2), now=now)
+    engine = create_ledger_engine(config.ledger_url)
+    with unit_of_work(engine) as repos:
+        repos.quality.add_run(
+            suite="ohlcv", exchange=ETH.exchange, symbol=ETH.symbol, timeframe="1m", range_start=top - timedelta(hours=1),
+            range_end=top, rows_checked=100, rows_failed=5, success=True, dag_id="ohlcv_ingest", run_at=now,
+        )  # fmt: skip
+    engine.dispose()
+
+    status = ops_status(config, now=now, slos=Slos())
+    by_series = {s.label: s for s in status.series}
+    assert set(by_series) == {str(BTC), str(ETH)}  # the inactive market is not watched
+    btc, eth = by_series[str(BTC)], by_series[str(ETH)]
+    assert (btc.last_candle, btc.lag_candles, btc.open_gaps, btc.missing_candles) == (
+        top - timedelta(minutes=1),
+        0,
+        1,
+        10,
+    )
+    assert btc.status == "gaps"
+    assert (eth.last_candle, eth.lag_candles, eth.status) == (top - timedelta(minutes=11), 10, "stale")
+    assert eth.quality_failure_share == pytest.approx(0.05) and eth.last_run_by == "ohlcv_ingest"
+    assert eth.stale_since == top - timedelta(minutes=11) + timedelta(minutes=4)
+    assert {(b.slo, b.subject) for b in status.breaches} == {("freshness", str(ETH)), ("quality", str(ETH))}
+    assert status.stores[0].store == "ledger" and status.stores[0].ok
+    assert status.backups is None and status.as_dict()["backups_note"] == "no backups configured"
+
+    first = sync_alerts(config, status)
+    assert sorted(b.key for b in first.opened) == [f"freshness:{ETH}", f"quality:{ETH}"]
+    again = sync_alerts(config, ops_status(config, now=now + timedelta(seconds=30), slos=Slos()))
+    assert again.opened == [] and again.still_open == sorted(b.key for b in first.opened)
+
+    # Two days on, the BTC gap is older than a day: a new breach; ETH caught up: its freshness alert resolves.
+    later = now + timedelta(days=2)
+    write(config, ETH, top - timedelta(minutes=10), later.replace(second=0))
+    write(config, BTC, top, later.replace(second=0))
+    moved = ops_status(config, now=later, slos=Slos())
+    assert {(b.slo, b.subject) for b in moved.breaches} == {("gap_age", str(BTC))}
+    third = sync_alerts(config, moved)
+    assert [b.key for b in third.opened] == [f"gap_age:{BTC}"]
+    assert third.resolved == [f"freshness:{ETH}", f"quality:{ETH}"]
+    engine = create_ledger_engine(config.ledger_url)
+    with unit_of_work(engine) as repos:
+        alerts = {a.key: a for a in repos.alerts.list(limit=100) if a.key and "opstest" in a.key}
+        assert len(alerts) == 3 and all(a.user_id is None for a in alerts.values())
+        assert alerts[f"freshness:{ETH}"].resolved_at is not None
+        assert alerts[f"freshness:{ETH}"].since == eth.stale_since
+        assert alerts[f"gap_age:{BTC}"].resolved_at is None and alerts[f"gap_age:{BTC}"].severity == "medium"
+        repos.alerts.resolve(list(alerts), at=later)
+    engine.dispose()
+
+
+def test_status_command_exits_1_naming_each_breach(fresh_pg_url: str, tmp_path: Path) -> None:
+    env = {"DATABASE_URL": fresh_pg_url, "MARKETKEEPER_MARKETS": DECLARATION}
+    assert run_cli("db", "upgrade", env=env, cwd=tmp_path).returncode == 0
+    top = datetime.now(UTC).replace(second=0, microsecond=0)
+    config = StoreConfig(ledger_url=fresh_pg_url)
+    write(config, BTC, top - timedelta(hours=1), top + timedelta(minutes=5))
+
+    result = run_cli("status", "--json", env=env, cwd=tmp_path)
+    assert result.returncode == 1, result.stderr
+    document = json.loads(result.stdout)
+    btc = next(s for s in document["series"] if s["symbol"] == "BTC/USDT")
+    assert {"exchange", "symbol", "timeframe", "last_candle", "lag_candles", "open_gaps", "missing_candles"} <= set(btc)
+    assert btc["lag_candles"] == 0 and btc["open_gaps"] == 0
+    assert [(b["slo"], b["subject"]) for b in document["breaches"]] == [("freshness", str(ETH))]
+    assert document["backups"] is None and [s["store"] for s in document["stores"]] == ["ledger", "influxdb", "redis"]
+    assert result.stderr.strip() == f"error: 1 SLO breach(es): freshness {ETH}"
+
+    table = run_cli("status", env=env, cwd=tmp_path)
+    assert table.returncode == 1
+    assert "no candle stored" in table.stdout and "no backups configured" in table.stdout
+
+    write(config, ETH, top - timedelta(hours=1), top + timedelta(minutes=5))
+    fine = run_cli("status", env=env, cwd=tmp_path)
+    assert fine.returncode == 0, fine.stdout + fine.stderr
+    assert "breaches: 0" in fine.stdout
+
+
+def test_a_store_that_is_down_is_a_breach_not_a_crash(tmp_path: Path) -> None:
+    env = {"DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none", "MARKETKEEPER_MARKETS": DECLARATION}
+    result = run_cli("status", "--json", env=env, cwd=tmp_path)
+    assert result.returncode == 1
+    document = json.loads(result.stdout)
+    assert document["breaches"][-1]["slo"] == "store_up" and "ledger is down" in document["breaches"][-1]["message"]
+    assert all(s["status"] == "error" for s in document["series"])
+    assert "Traceback" not in result.stderr
+
+
+def test_slo_settings_from_the_environment() -> None:
+    slos = Slos.from_env({"MARKETKEEPER_SLO_MAX_LAG_CANDLES": "1m=5,1h=1", "MARKETKEEPER_SLO_MAX_GAP_AGE_HOURS": "6"})
+    assert (slos.lag_limit("1m"), slos.lag_limit("1h"), slos.lag_limit("4h")) == (5, 1, 2)
+    assert slos.max_gap_age == timedelta(hours=6)
+    assert Slos.from_env({"MARKETKEEPER_SLO_MAX_LAG_CANDLES": "7"}).lag_limit("1m") == 7
+    from marketkeeper.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="MARKETKEEPER_SLO_MAX_BACKUP_AGE_DAYS"):
+        Slos.from_env({"MARKETKEEPER_SLO_MAX_BACKUP_AGE_DAYS": "soon"})
