@@ -113,12 +113,21 @@ class Settings(BaseSettings):
     marketkeeper_db_tcp_user_timeout: float = Field(default=60.0, ge=0)
     marketkeeper_db_busy_timeout: float = Field(default=30.0, ge=0)
 
+    #: Keys of the market-data HTTP API (``marketkeeper serve``), comma-separated; bots send one as
+    #: ``Authorization: Bearer KEY``. A secret: never shown in ``repr``, logs or errors.
+    marketkeeper_api_keys: SecretStr | None = None
+    #: Serve the market-data HTTP API without a key: an explicit opt-in, off by default.
+    marketkeeper_api_allow_anonymous: bool = False
+    #: Seconds a cached candle query lives in Redis, and the largest answer (bytes) cached.
+    marketkeeper_cache_ttl: float = Field(default=3600.0, gt=0)
+    marketkeeper_cache_max_entry_bytes: int = Field(default=64 * 1024 * 1024, ge=1)
+
     @field_validator("database_url", "influxdb_url", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         return None if value == "" else value
 
-    @field_validator("redis_url", "influxdb_token", "influxdb_password", mode="before")
+    @field_validator("redis_url", "influxdb_token", "influxdb_password", "marketkeeper_api_keys", mode="before")
     @classmethod
     def _blank_secret_is_unset(cls, value: object) -> object:
         return None if value == "" else value
@@ -161,6 +170,8 @@ class Settings(BaseSettings):
                     password = None
                 if password:
                     found.extend({password, unquote(password)})
+        if self.marketkeeper_api_keys is not None:
+            found.extend(k.strip() for k in self.marketkeeper_api_keys.get_secret_value().split(",") if k.strip())
         for secret in (self.influxdb_token, self.influxdb_password):
             if secret is not None and secret.get_secret_value():
                 found.append(secret.get_secret_value())

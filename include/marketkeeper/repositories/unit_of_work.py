@@ -23,6 +23,7 @@ from marketkeeper.repositories.ml_models import MLModelRepository
 from marketkeeper.repositories.performance import PerformanceMetricsRepository
 from marketkeeper.repositories.positions import PositionRepository
 from marketkeeper.repositories.quality import QualityRepository
+from marketkeeper.repositories.signals import SignalRepository
 from marketkeeper.repositories.strategies import StrategyConfigRepository
 from marketkeeper.repositories.trades import TradeRepository
 from marketkeeper.repositories.users import UserRepository
@@ -96,6 +97,10 @@ class Repositories:
     @cached_property
     def backups(self) -> BackupRepository:
         return BackupRepository(self.session)
+
+    @cached_property
+    def signals(self) -> SignalRepository:
+        return SignalRepository(self.session)
 
 
 @contextmanager

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
         DataQualityRun,
         Market,
         QuarantinedCandle,
+        TradingSignal,
     )
     from marketkeeper.ledger.models.operations import Alert, AuditLog, BackupRun, SystemEvent
     from marketkeeper.ledger.models.trading import (
@@ -70,6 +71,7 @@ __all__ = [
     "Trade",
     "TradeSide",
     "TradeStatus",
+    "TradingSignal",
     "User",
 ]
 

@@ -140,3 +140,26 @@ class QuarantinedCandle(Base):
     quarantined_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     data_quality_run: Mapped[DataQualityRun | None] = relationship(back_populates="quarantined")
+
+
+class TradingSignal(Base):
+    """A trading signal a strategy or bot published about a market, kept here when InfluxDB is not configured
+    (``marketkeeper.marketdata.signals``). One row per market, source and time: storing it again replaces it."""
+
+    __tablename__ = "trading_signals"
+    __table_args__ = (
+        sa.UniqueConstraint("exchange", "symbol", "source", "time"),
+        sa.Index("ix_trading_signals_market_time", "exchange", "symbol", "time"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntKey, primary_key=True)
+    exchange: Mapped[str] = mapped_column(sa.String(32))
+    symbol: Mapped[str] = mapped_column(sa.String(32))
+    #: The strategy or bot that published it.
+    source: Mapped[str] = mapped_column(sa.String(64))
+    kind: Mapped[str] = mapped_column(sa.String(32))
+    value: Mapped[float] = mapped_column(sa.Double())
+    #: 0 (none) .. 1 (certain).
+    confidence: Mapped[float] = mapped_column(sa.Double())
+    time: Mapped[datetime]
+    stored_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
