@@ -19,6 +19,7 @@ from marketkeeper.timeframes import Timeframe
 __all__ = [
     "CANDLE_COLUMNS",
     "CLOSE",
+    "COUNT_COLUMNS",
     "DERIVED_COLUMNS",
     "DTYPES",
     "EXPECTED_COUNT",
@@ -58,8 +59,10 @@ REQUIRED_COLUMNS: Final = (OPEN_TIME, OPEN, HIGH, LOW, CLOSE, VOLUME)
 OPTIONAL_COLUMNS: Final = (QUOTE_VOLUME, TRADE_COUNT)
 #: The columns only derived candles carry (see ``marketkeeper.tiers.resample``).
 DERIVED_COLUMNS: Final = (SOURCE_COUNT, EXPECTED_COUNT)
-#: Every column a candle frame may have, in the order frames carry them.
-CANDLE_COLUMNS: Final = REQUIRED_COLUMNS + OPTIONAL_COLUMNS
+#: Every column a candle frame may have, in the order frames carry them (reads, CSV and JSON output).
+CANDLE_COLUMNS: Final = REQUIRED_COLUMNS + OPTIONAL_COLUMNS + DERIVED_COLUMNS
+#: The whole-number columns (nullable ``Int64``); the others but ``open_time`` are float64.
+COUNT_COLUMNS: Final = (TRADE_COUNT, *DERIVED_COLUMNS)
 OPEN_TIME_DTYPE: Final = pd.DatetimeTZDtype(unit="ns", tz="UTC")
 DTYPES: Final[dict[str, object]] = {
     OPEN_TIME: OPEN_TIME_DTYPE,
@@ -153,8 +156,9 @@ def normalize_frame(df: pd.DataFrame) -> pd.DataFrame:
     for name in (OPEN, HIGH, LOW, CLOSE, VOLUME, QUOTE_VOLUME):
         if name in df.columns:
             out[name] = _floats(df[name], name)
-    if TRADE_COUNT in df.columns:
-        out[TRADE_COUNT] = _counts(df[TRADE_COUNT])
+    for name in COUNT_COLUMNS:
+        if name in df.columns:
+            out[name] = _counts(df[name], name)
     if not out[OPEN_TIME].is_monotonic_increasing:
         out = out.sort_values(OPEN_TIME, kind="stable", na_position="last", ignore_index=True)
     return out
@@ -194,8 +198,8 @@ def _floats(column: pd.Series, name: str) -> pd.Series:
         raise CandleFrameError(f"column {name} cannot be read as numbers: {exc}") from exc
 
 
-def _counts(column: pd.Series) -> pd.Series:
+def _counts(column: pd.Series, name: str) -> pd.Series:
     try:
         return pd.to_numeric(column.reset_index(drop=True), errors="raise").astype("Int64")
     except (ValueError, TypeError, OverflowError) as exc:
-        raise CandleFrameError(f"column {TRADE_COUNT} cannot be read as whole numbers: {exc}") from exc
+        raise CandleFrameError(f"column {name} cannot be read as whole numbers: {exc}") from exc

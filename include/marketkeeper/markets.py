@@ -1,6 +1,7 @@
 """The markets to keep, as declared in ``include/config/markets.yaml`` (or an Airflow Variable): load and validate.
 
-Each entry is one series at its base timeframe; a bad entry is reported by its index and field.
+Each entry is one series at its base timeframe, with the tiers derived from it and how long each timeframe is
+kept; a bad entry is reported by its index and field.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ import logging
 import re
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Final
 
 import yaml
 from pydantic import (
@@ -19,22 +20,45 @@ from pydantic import (
     Field,
     PlainSerializer,
     PlainValidator,
+    PositiveInt,
     ValidationError,
     WithJsonSchema,
     field_validator,
+    model_validator,
 )
 
 from marketkeeper.candles import SeriesKey
 from marketkeeper.errors import ConfigurationError
 from marketkeeper.sources import parse_source_spec
-from marketkeeper.timeframes import TIMEFRAMES, Timeframe
+from marketkeeper.timeframes import TIMEFRAMES, Timeframe, TimeframeError
 
-__all__ = ["DEFAULT_MARKETS_FILE", "MarketConfigError", "MarketSpec", "TimeframeField", "load_markets"]
+__all__ = [
+    "DEFAULT_MARKETS_FILE",
+    "DEFAULT_TIERS",
+    "MarketConfigError",
+    "MarketSpec",
+    "TimeframeField",
+    "load_markets",
+]
 
 log = logging.getLogger(__name__)
 
 #: Where the project's markets are declared.
 DEFAULT_MARKETS_FILE = Path(__file__).resolve().parents[1] / "config" / "markets.yaml"
+
+
+#: The tiers a market derives when it declares none: those of these its base can make (all of them from 1m).
+DEFAULT_TIERS: Final = tuple(Timeframe.parse(tf) for tf in ("5m", "15m", "1h", "4h", "1d", "1w", "1M"))
+
+
+def _derivable(base: Timeframe, target: Timeframe) -> bool:
+    from marketkeeper.tiers.resample import check_derivable
+
+    try:
+        check_derivable(base, target)
+    except TimeframeError:
+        return False
+    return True
 
 
 class MarketConfigError(ConfigurationError):
@@ -80,6 +104,11 @@ class MarketSpec(BaseModel):
     #: ``ccxt``, ``ccxt:EXCHANGE``, ``files:DIR``, ``synthetic`` or ``synthetic:SEED``.
     source: str = "ccxt"
     active: bool = True
+    #: The timeframes computed from the stored base series (never fetched); ``None``: :data:`DEFAULT_TIERS`
+    #: that the base can make, less any another entry fetches; ``[]``: none.
+    derived: tuple[TimeframeField, ...] | None = None
+    #: Days each timeframe (the base or a tier) is kept; a timeframe not named is kept forever.
+    retention_days: dict[str, PositiveInt] = Field(default_factory=dict)
 
     @field_validator("exchange", mode="before")
     @classmethod
@@ -108,6 +137,49 @@ class MarketSpec(BaseModel):
         except ConfigurationError as exc:
             raise ValueError(str(exc)) from exc  # pydantic reports ValueErrors per field
         return value
+
+    @model_validator(mode="after")
+    def _tiers_and_retention(self) -> MarketSpec:
+        base = self.base_timeframe
+        for tf in self.derived or ():
+            if not _derivable(base, tf):
+                raise ValueError(
+                    f"derived timeframe {tf} cannot be computed from base {base}: each {tf} bucket must be a "
+                    f"whole number (more than one) of {base} candles"
+                )
+        if self.derived is not None and len(set(self.derived)) != len(self.derived):
+            raise ValueError("derived lists a timeframe twice")
+        kept = {base.value, *(tf.value for tf in self.tiers)}
+        for name in self.retention_days:
+            if name not in kept:
+                raise ValueError(
+                    f"retention_days names {name!r}, which this market neither fetches nor derives "
+                    f"({', '.join(sorted(kept, key=TIMEFRAMES.index))})"
+                )
+        # A finer timeframe never outlives a coarser one: coarser tiers are recomputed from finer ones.
+        ordered = [base, *sorted(self.tiers, key=lambda t: TIMEFRAMES.index(t.value))]
+        days = [self.retention_days.get(tf.value) for tf in ordered]
+        for (fine, fine_days), (coarse, coarse_days) in zip(
+            zip(ordered, days, strict=True), list(zip(ordered, days, strict=True))[1:], strict=False
+        ):
+            if coarse_days is not None and (fine_days is None or fine_days > coarse_days):
+                raise ValueError(
+                    f"retention_days keeps {coarse} for {coarse_days} days but {fine} for "
+                    f"{'ever' if fine_days is None else f'{fine_days} days'}: a coarser timeframe must be kept "
+                    "at least as long as a finer one"
+                )
+        return self
+
+    @property
+    def tiers(self) -> tuple[Timeframe, ...]:
+        """The derived timeframes, shortest first (see :attr:`derived`)."""
+        if self.derived is None:
+            return tuple(tf for tf in DEFAULT_TIERS if _derivable(self.base_timeframe, tf))
+        return tuple(sorted(self.derived, key=lambda t: TIMEFRAMES.index(t.value)))
+
+    def tier_key(self, timeframe: Timeframe | str) -> SeriesKey:
+        """The series a derived tier is stored under (the market's exchange and symbol)."""
+        return SeriesKey(self.exchange, self.symbol, Timeframe.parse(timeframe))
 
     @property
     def key(self) -> SeriesKey:
@@ -167,9 +239,33 @@ def load_markets(path_or_text: str | Path = DEFAULT_MARKETS_FILE) -> list[Market
             continue
         seen[series] = (index, spec)
         specs.append(spec)
+    specs = _resolve_tiers(specs, problems, [index for index, _ in seen.values()])
     if problems:
         raise MarketConfigError(f"{origin} has {len(problems)} problem(s):\n  " + "\n  ".join(problems))
     return specs
+
+
+def _resolve_tiers(specs: list[MarketSpec], problems: list[str], indexes: list[int]) -> list[MarketSpec]:
+    """A timeframe fetched by one entry and derived by another of the same market is an error when declared;
+    the default tier set simply leaves such a timeframe out."""
+    fetched: dict[tuple[str, str], set[Timeframe]] = {}
+    for spec in specs:
+        fetched.setdefault((spec.exchange, spec.symbol), set()).add(spec.base_timeframe)
+    out = []
+    for index, spec in zip(indexes, specs, strict=True):
+        others = fetched[(spec.exchange, spec.symbol)] - {spec.base_timeframe}
+        if spec.derived is None:
+            if others & set(spec.tiers):
+                spec = spec.model_copy(update={"derived": tuple(tf for tf in spec.tiers if tf not in others)})
+        else:
+            both = sorted((others & set(spec.derived)), key=lambda t: TIMEFRAMES.index(t.value))
+            if both:
+                problems.append(
+                    f"markets[{index}].derived: {', '.join(map(str, both))} of {spec.exchange} {spec.symbol} "
+                    "is also fetched by another entry; a timeframe is either fetched or derived"
+                )
+        out.append(spec)
+    return out
 
 
 def _read(path_or_text: str | Path) -> tuple[str, str]:

@@ -173,7 +173,10 @@ def test_write_csv_reads_back_every_double_bit_for_bit(backend: Backend) -> None
 
     header, lines = parse_csv(out.getvalue())
     assert rows == len(lines) == n
-    assert header == ["open_time", "open", "high", "low", "close", "volume", "quote_volume", "trade_count"]
+    assert header == [
+        "open_time", "open", "high", "low", "close", "volume", "quote_volume", "trade_count",
+        "source_count", "expected_count",
+    ]  # fmt: skip
     assert [line[0] for line in lines] == [t.isoformat() for t in stored["open_time"]]
     assert lines[2][0].endswith(".000070+00:00") and lines[0][0].endswith(":00+00:00")
     for c, name in enumerate(header[1:7], start=1):
@@ -189,7 +192,7 @@ def test_write_csv_of_an_empty_range_is_the_header_alone(backend: Backend) -> No
 
     out = io.BytesIO()
     assert backend.store.write_csv(backend.key(), *ALL_TIME, out) == 0
-    assert out.getvalue() == b"open_time,open,high,low,close,volume,quote_volume,trade_count\n"
+    assert out.getvalue() == b"open_time,open,high,low,close,volume,quote_volume,trade_count,source_count,expected_count\n"
 
 
 def test_write_csv_from_a_down_store_raises_naming_the_read(backend: Backend) -> None:

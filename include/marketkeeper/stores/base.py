@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import abc
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import BinaryIO, ClassVar, Final
 
@@ -23,6 +23,7 @@ import pandas as pd
 
 from marketkeeper.candles import (
     CLOSE,
+    DERIVED_COLUMNS,
     HIGH,
     LOW,
     OPEN,
@@ -105,6 +106,8 @@ class PreparedCandles:
 
     ``quote_volume`` is ``None`` when the frame had no such column; inside it NaN means "absent for this
     candle". ``trade_count`` likewise, with ``trade_count_present`` marking the candles that have one.
+    ``derived`` holds the derived tiers' ``source_count``/``expected_count`` columns the frame had, -1 where a
+    candle has none (counts are never negative).
     """
 
     key: SeriesKey
@@ -113,6 +116,7 @@ class PreparedCandles:
     quote_volume: npt.NDArray[np.float64] | None
     trade_count: npt.NDArray[np.int64] | None
     trade_count_present: npt.NDArray[np.bool_] | None
+    derived: dict[str, npt.NDArray[np.int64]] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.times_ns)
@@ -180,7 +184,14 @@ def prepare_candles(key: SeriesKey, frame: pd.DataFrame, *, store: str) -> Prepa
         counts = df[TRADE_COUNT].array
         present = ~np.asarray(counts.isna(), dtype=np.bool_)
         trade_count = np.asarray(counts.to_numpy(dtype=np.int64, na_value=0), dtype=np.int64)
-    return PreparedCandles(key, times, values, quote_volume, trade_count, present)
+    derived: dict[str, npt.NDArray[np.int64]] = {}
+    for name in DERIVED_COLUMNS:
+        if name in df.columns:
+            column = np.asarray(df[name].array.to_numpy(dtype=np.int64, na_value=-1), dtype=np.int64)
+            if (column < -1).any() or (df[name].notna().to_numpy() & (column < 0)).any():
+                raise refuse(f"column {name} has negative values")
+            derived[name] = column
+    return PreparedCandles(key, times, values, quote_volume, trade_count, present, derived)
 
 
 def frame_from_columns(
@@ -189,6 +200,7 @@ def frame_from_columns(
     *,
     quote_volume: npt.ArrayLike | None = None,
     trade_count: pd.api.extensions.ExtensionArray | list[int | None] | None = None,
+    derived: Mapping[str, npt.ArrayLike] | None = None,
 ) -> pd.DataFrame:
     """Build the canonical frame a read returns: every candle column, open times in UTC, ascending.
 
@@ -196,6 +208,8 @@ def frame_from_columns(
     :param values: the :data:`VALUE_COLUMNS` as float arrays.
     :param quote_volume: floats with NaN where absent, or ``None`` when no candle has one.
     :param trade_count: integers with ``None``/NA where absent, or ``None`` when no candle has one.
+    :param derived: ``source_count``/``expected_count`` as integers, -1 or ``None`` where absent; a column left
+        out is absent for every candle.
     """
     times = np.asarray(times_ns, dtype=np.int64)
     n = len(times)
@@ -205,6 +219,16 @@ def frame_from_columns(
         out[name] = np.asarray(values[name], dtype=np.float64)
     out[QUOTE_VOLUME] = np.full(n, np.nan) if quote_volume is None else np.asarray(quote_volume, dtype=np.float64)
     out[TRADE_COUNT] = pd.array([None] * n if trade_count is None else trade_count, dtype="Int64")
+    for name in DERIVED_COLUMNS:
+        column = (derived or {}).get(name)
+        if column is None:
+            out[name] = pd.arrays.IntegerArray(np.zeros(n, dtype=np.int64), np.ones(n, dtype=np.bool_))
+        elif isinstance(column, np.ndarray) and column.dtype.kind == "i":
+            out[name] = pd.arrays.IntegerArray(column.astype(np.int64, copy=False), column == -1)
+        else:
+            counts = pd.array(column, dtype="Int64")
+            counts[counts == -1] = pd.NA
+            out[name] = counts
     return out
 
 

@@ -14,7 +14,7 @@ from typing import Final
 import numpy as np
 import pandas as pd
 
-from marketkeeper.candles import CANDLE_COLUMNS, OPEN_TIME, TRADE_COUNT
+from marketkeeper.candles import CANDLE_COLUMNS, COUNT_COLUMNS, OPEN_TIME
 
 __all__ = ["CSV_HEADER", "csv_lines", "iso_open_times", "value_texts"]
 
@@ -33,8 +33,8 @@ def iso_open_times(frame: pd.DataFrame) -> list[str]:
 
 
 def value_texts(frame: pd.DataFrame, name: str, missing: str) -> list[str]:
-    """The column ``name`` (a float column or ``trade_count``) as text, ``missing`` where a candle has none."""
-    if name == TRADE_COUNT:
+    """The column ``name`` (a float column or a count column) as text, ``missing`` where a candle has none."""
+    if name in COUNT_COLUMNS:
         counts = frame[name].array
         absent = np.asarray(counts.isna(), dtype=np.bool_)
         out = list(map(str, counts.to_numpy(dtype=np.int64, na_value=0).tolist()))

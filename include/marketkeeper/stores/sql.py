@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
-from marketkeeper.candles import QUOTE_VOLUME, TRADE_COUNT, SeriesKey
+from marketkeeper.candles import DERIVED_COLUMNS, QUOTE_VOLUME, TRADE_COUNT, SeriesKey
 from marketkeeper.ledger.models import Candle
 from marketkeeper.ledger.types import UTCDateTime
 from marketkeeper.stores.base import (
@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 
 CANDLES: Final = cast(sa.Table, Candle.__table__)
 _KEY_COLUMNS: Final = ("exchange", "symbol", "timeframe", "open_time")
-_OPTIONAL: Final = (QUOTE_VOLUME, TRADE_COUNT)
+_OPTIONAL: Final = (QUOTE_VOLUME, TRADE_COUNT, *DERIVED_COLUMNS)
 _SQLITE_CHUNK: Final = 10_000
 _NAN: Final[sa.ColumnElement[float]] = sa.literal_column("'NaN'::float8", postgresql.DOUBLE_PRECISION())
 
@@ -73,10 +73,12 @@ def _pg_insert() -> postgresql.Insert:
         # NaN marks an absent quote volume (NULLIF: float8 NaN equals NaN in PostgreSQL).
         sa.func.nullif(s.quote_volume, _NAN),
         sa.case((s.has_trade_count, s.trade_count)),
+        # -1 marks an absent derived count (counts are never negative).
+        *(sa.func.nullif(s[name], -1) for name in DERIVED_COLUMNS),
         sa.bindparam("ingested_at", type_=UTCDateTime()),
     )
     return postgresql.insert(CANDLES).from_select(
-        [*_KEY_COLUMNS, *VALUE_COLUMNS, QUOTE_VOLUME, TRADE_COUNT, "ingested_at"], source
+        [*_KEY_COLUMNS, *VALUE_COLUMNS, QUOTE_VOLUME, TRADE_COUNT, *DERIVED_COLUMNS, "ingested_at"], source
     )
 
 
@@ -199,6 +201,8 @@ class SQLCandleStore(CandleStore):
             columns[TRADE_COUNT] = [
                 c if p else None for c, p in zip(prepared.trade_count.tolist(), present.tolist(), strict=True)
             ]
+        for name, counts in prepared.derived.items():
+            columns[name] = [None if c < 0 else c for c in counts.tolist()]
         n = len(prepared)
         for name in _OPTIONAL:
             columns.setdefault(name, [None] * n)
@@ -217,7 +221,9 @@ class SQLCandleStore(CandleStore):
         # On PostgreSQL epoch microseconds keep Python out of the per-row datetime work (exact numerics on
         # PG >= 14).
         when = self._time_us() if self.backend == "postgresql" else t.open_time
-        return sa.select(when, *(t[name] for name in (*VALUE_COLUMNS, QUOTE_VOLUME)), t.trade_count)
+        return sa.select(
+            when, *(t[name] for name in (*VALUE_COLUMNS, QUOTE_VOLUME)), t.trade_count, *(t[n] for n in DERIVED_COLUMNS)
+        )
 
     def _time_us(self) -> sa.ColumnElement[int]:
         return sa.cast(sa.extract("epoch", CANDLES.c.open_time) * 1_000_000, sa.BigInteger())
@@ -230,13 +236,14 @@ class SQLCandleStore(CandleStore):
         return np.asarray(pd.DatetimeIndex(list(values)).tz_convert("UTC").as_unit("ns").asi8, dtype=np.int64)
 
     def _to_frame(self, rows: Sequence[Sequence[Any]]) -> pd.DataFrame:
-        columns: list[Sequence[Any]] = list(zip(*rows, strict=True)) if rows else [() for _ in range(8)]
-        times, *values, quote_volume, trade_count = columns
+        columns: list[Sequence[Any]] = list(zip(*rows, strict=True)) if rows else [() for _ in range(10)]
+        times, *values, quote_volume, trade_count, source_count, expected_count = columns
         return frame_from_columns(
             self._times_ns(times),
             {name: np.array(column, dtype=np.float64) for name, column in zip(VALUE_COLUMNS, values, strict=True)},
             quote_volume=np.array([np.nan if v is None else v for v in quote_volume], dtype=np.float64),
             trade_count=list(trade_count),
+            derived=dict(zip(DERIVED_COLUMNS, (list(source_count), list(expected_count)), strict=True)),
         )
 
     def _frames(self, key: SeriesKey, start: datetime, end: datetime, chunk_rows: int) -> Iterator[pd.DataFrame]:

@@ -2,9 +2,10 @@
 table filled by one ``COPY .. FROM STDIN``; reads stream ``COPY (SELECT ..) TO STDOUT``.
 
 Both directions use rows of one fixed width (an absent quote volume travels as NaN, an absent trade count as
-``has_trade_count = false``), so the layout is one big-endian numpy dtype and rows are built or parsed a
-buffer at a time, never a row at a time in Python. Nothing from the input reaches a statement's text: table
-and column names are constants, and a read's series and range are bound by psycopg.
+``has_trade_count = false``, an absent derived tier count as -1), so the layout is one big-endian numpy dtype
+and rows are built or parsed a buffer at a time, never a row at a time in Python. Nothing from the input
+reaches a statement's text: table and column names are constants, and a read's series and range are bound
+by psycopg.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 
-from marketkeeper.candles import QUOTE_VOLUME, TRADE_COUNT, SeriesKey
+from marketkeeper.candles import DERIVED_COLUMNS, QUOTE_VOLUME, TRADE_COUNT, SeriesKey
 from marketkeeper.ledger.types import UTCDateTime
 from marketkeeper.stores.base import VALUE_COLUMNS, PreparedCandles, frame_from_columns
 from marketkeeper.stores.csv_text import CSV_HEADER
@@ -44,13 +45,14 @@ _CREATE_STAGING: Final = sa.text(
     "CREATE TEMPORARY TABLE marketkeeper_candles_staging ("
     "open_time timestamptz NOT NULL, open float8 NOT NULL, high float8 NOT NULL, low float8 NOT NULL, "
     "close float8 NOT NULL, volume float8 NOT NULL, quote_volume float8 NOT NULL, "
-    "has_trade_count boolean NOT NULL, trade_count bigint NOT NULL"
+    "has_trade_count boolean NOT NULL, trade_count bigint NOT NULL, "
+    "source_count bigint NOT NULL, expected_count bigint NOT NULL"
     ") ON COMMIT DROP"
 )
 _COPY_STAGING: Final = (
     "COPY marketkeeper_candles_staging "
-    "(open_time, open, high, low, close, volume, quote_volume, has_trade_count, trade_count) "
-    "FROM STDIN (FORMAT BINARY)"
+    "(open_time, open, high, low, close, volume, quote_volume, has_trade_count, trade_count, "
+    "source_count, expected_count) FROM STDIN (FORMAT BINARY)"
 )
 
 #: The staging table for SQLAlchemy statements that read it (the upsert's ``INSERT .. SELECT``).
@@ -60,6 +62,7 @@ staging = sa.table(
     *(sa.column(name, postgresql.DOUBLE_PRECISION()) for name in (*VALUE_COLUMNS, QUOTE_VOLUME)),
     sa.column("has_trade_count", sa.Boolean()),
     sa.column(TRADE_COUNT, sa.BigInteger()),
+    *(sa.column(name, sa.BigInteger()) for name in DERIVED_COLUMNS),
 )
 
 
@@ -69,6 +72,8 @@ def _copy_layout() -> np.dtype[Any]:
         layout += [(f"{name}_len", ">i4"), (name, ">f8")]
     layout += [("has_trade_count_len", ">i4"), ("has_trade_count", "?")]
     layout += [(f"{TRADE_COUNT}_len", ">i4"), (TRADE_COUNT, ">i8")]
+    for name in DERIVED_COLUMNS:
+        layout += [(f"{name}_len", ">i4"), (name, ">i8")]
     return np.dtype(layout)
 
 
@@ -111,6 +116,8 @@ def copy_payload(prepared: PreparedCandles) -> memoryview:
     if prepared.trade_count is not None and prepared.trade_count_present is not None:
         records["has_trade_count"] = prepared.trade_count_present
         records[TRADE_COUNT] = prepared.trade_count
+    for name in DERIVED_COLUMNS:
+        records[name] = prepared.derived.get(name, -1)
     return memoryview(buffer)
 
 
@@ -131,7 +138,8 @@ def stage_candles(conn: Connection, prepared: PreparedCandles) -> None:
 # The columns of the staging layout, so a read parses with the very dtype a write builds.
 _COPY_CANDLES_OUT: Final = (
     "COPY (SELECT open_time, open, high, low, close, volume, coalesce(quote_volume, 'NaN'::float8), "
-    "trade_count IS NOT NULL, coalesce(trade_count, 0)::bigint FROM candles "
+    "trade_count IS NOT NULL, coalesce(trade_count, 0)::bigint, "
+    "coalesce(source_count, -1)::bigint, coalesce(expected_count, -1)::bigint FROM candles "
     "WHERE exchange = %s AND symbol = %s AND timeframe = %s AND open_time >= %s AND open_time < %s "
     "ORDER BY open_time) TO STDOUT (FORMAT BINARY)"
 )
@@ -206,6 +214,7 @@ def _candle_frame(records: npt.NDArray[Any]) -> pd.DataFrame:
         {name: records[name].astype(np.float64) for name in VALUE_COLUMNS},
         quote_volume=quote_volume,
         trade_count=pd.arrays.IntegerArray(records[TRADE_COUNT].astype(np.int64), ~present),
+        derived={name: records[name].astype(np.int64) for name in DERIVED_COLUMNS},
     )
 
 
@@ -271,7 +280,7 @@ _COPY_CSV_OUT: Final = (
     "COPY (SELECT CASE WHEN date_trunc('second', open_time) = open_time "
     "THEN to_char(open_time AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS+00:00') "
     "ELSE to_char(open_time AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US+00:00') END, "
-    "open, high, low, close, volume, quote_volume, trade_count FROM candles "
+    "open, high, low, close, volume, quote_volume, trade_count, source_count, expected_count FROM candles "
     "WHERE exchange = %s AND symbol = %s AND timeframe = %s AND open_time >= %s AND open_time < %s "
     "ORDER BY open_time) TO STDOUT (FORMAT csv)"
 )

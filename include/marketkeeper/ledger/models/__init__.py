@@ -33,6 +33,7 @@ if TYPE_CHECKING:
         TradingSignal,
     )
     from marketkeeper.ledger.models.operations import Alert, AuditLog, BackupRun, SystemEvent
+    from marketkeeper.ledger.models.tiers import PendingDownsample, RetentionHorizon
     from marketkeeper.ledger.models.trading import (
         BalanceSnapshot,
         BotInstance,
@@ -61,11 +62,13 @@ __all__ = [
     "MLModel",
     "Market",
     "OrderType",
+    "PendingDownsample",
     "PerformanceMetrics",
     "Position",
     "PositionSide",
     "PositionStatus",
     "QuarantinedCandle",
+    "RetentionHorizon",
     "StrategyConfig",
     "SystemEvent",
     "Trade",
@@ -75,7 +78,7 @@ __all__ = [
     "User",
 ]
 
-_MODEL_MODULES = ("market_data", "operations", "trading")
+_MODEL_MODULES = ("market_data", "operations", "tiers", "trading")
 
 
 def load() -> None:

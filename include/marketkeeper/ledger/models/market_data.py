@@ -57,6 +57,9 @@ class Candle(Base):
     volume: Mapped[float] = mapped_column(sa.Double())
     quote_volume: Mapped[float | None] = mapped_column(sa.Double())
     trade_count: Mapped[int | None]
+    #: Of a derived tier's candle (migration 0004): base candles present in the bucket, and those it spans.
+    source_count: Mapped[int | None]
+    expected_count: Mapped[int | None]
     ingested_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
