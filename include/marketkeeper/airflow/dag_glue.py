@@ -27,6 +27,7 @@ __all__ = [
     "marketkeeper_dag",
     "markets_param",
     "max_failed_fraction_param",
+    "on_task_failure",
     "plan_batches",
     "plan_markets",
     "selection_param",
@@ -41,13 +42,23 @@ CANDLES_ALIAS: Final = AssetAlias(CANDLES_ALIAS_NAME)
 MAP_LABEL: Final = "map_label"
 
 
+def on_task_failure(context: Mapping[str, Any]) -> None:
+    """Every marketkeeper task's ``on_failure_callback`` (a task-level callback: DAG-level ones are reported
+    not to fire in Airflow 3, apache/airflow#63374): an operator alert, then the configured notifiers."""
+    from marketkeeper.airflow.alerting import record_task_failure
+
+    record_task_failure(context)
+
+
 def default_args(*, retries: int = 3, retry_delay: timedelta = timedelta(minutes=2)) -> dict[str, Any]:
-    """The ``default_args`` of every marketkeeper DAG: owner, retries with exponential backoff."""
+    """The ``default_args`` of every marketkeeper DAG: owner, retries with exponential backoff, and the
+    failure callback that turns a task's final failure into an ``alerts`` row (:func:`on_task_failure`)."""
     return {
         "owner": "marketkeeper",
         "retries": retries,
         "retry_delay": retry_delay,
         "retry_exponential_backoff": True,
+        "on_failure_callback": on_task_failure,
     }
 
 
