@@ -75,7 +75,7 @@ class BackupRepository(Repository[BackupRun]):
 
     def succeed(self, run: BackupRun, *, size_bytes: int, sha256: str, location: str, **values: Any) -> BackupRun:
         """Mark ``run`` complete: its file is at ``location`` under its final name with this checksum."""
-        return self._set(
+        return self.record(
             run,
             status=BackupStatus.SUCCEEDED,
             finished_at=utcnow(),
@@ -88,11 +88,11 @@ class BackupRepository(Repository[BackupRun]):
 
     def fail(self, run: BackupRun, error: str) -> BackupRun:
         """Mark ``run`` failed with ``error`` (one line, no secrets)."""
-        return self._set(run, status=BackupStatus.FAILED, finished_at=utcnow(), error=error)
+        return self.record(run, status=BackupStatus.FAILED, finished_at=utcnow(), error=error)
 
     def checksum_verified(self, run: BackupRun) -> BackupRun:
         """Record that the stored file's sha256 was found equal to the recorded one, now."""
-        return self._set(run, checksum_verified_at=utcnow())
+        return self.record(run, checksum_verified_at=utcnow())
 
     def drilled(
         self,
@@ -105,7 +105,7 @@ class BackupRepository(Repository[BackupRun]):
         details: dict[str, Any],
     ) -> BackupRun:
         """Record a drill's outcome on the backup it restored."""
-        return self._set(
+        return self.record(
             run,
             status=BackupStatus.VERIFIED if passed else BackupStatus.DRILL_FAILED,
             drilled_at=utcnow(),
@@ -159,7 +159,8 @@ class BackupRepository(Repository[BackupRun]):
 
     # --- internals -------------------------------------------------------------------------------------------
 
-    def _set(self, run: BackupRun, **changes: Any) -> BackupRun:
+    def record(self, run: BackupRun, **changes: Any) -> BackupRun:
+        """Set fields of ``run`` (checked against their columns) and flush."""
         for name, value in self._validated(changes).items():
             setattr(run, name, value)
         self._flush("update")

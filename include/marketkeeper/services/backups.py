@@ -1,0 +1,458 @@
+"""Use cases of backups and restore drills, one function each; ``marketkeeper backup ...`` and the ``backups``
+and ``restore_drill`` DAGs call these and nothing else.
+
+Every attempt is a ``backup_runs`` row, committed as ``running`` before the tool starts, so a killed process
+leaves a row that never reads as succeeded; the row becomes ``succeeded`` only after the file is complete,
+checksummed and under its final name, else ``failed`` with the cause. A drill's outcome (``verified`` or
+``drill_failed``, RTO, RPO, first difference) is written on the row of the backup it restored.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from marketkeeper.backups.base import StoreBackup
+from marketkeeper.backups.config import BackupSettings
+from marketkeeper.backups.destination import Destination
+from marketkeeper.backups.drill import run_drill
+from marketkeeper.backups.errors import BackupError, ChecksumMismatchError, DrillFailedError
+from marketkeeper.backups.rotation import Candidate, plan_rotation
+from marketkeeper.errors import ConfigurationError, first_line
+from marketkeeper.ledger.models import BackupRun, BackupStatus
+from marketkeeper.ledger.types import utcnow
+from marketkeeper.repositories import unit_of_work
+from marketkeeper.repositories.backups import COMPLETE_STATUSES
+from marketkeeper.settings import redact
+from marketkeeper.store_set import StoreConfig, StoreSet
+
+__all__ = [
+    "STORES",
+    "BackupOutcome",
+    "DrillOutcome",
+    "PrunePlan",
+    "configured_stores",
+    "drill_store",
+    "drill_stores",
+    "list_backups",
+    "prune_backups",
+    "restore_backup",
+    "run_backup",
+    "run_backups",
+    "verify_backup",
+]
+
+log = logging.getLogger(__name__)
+
+#: Every store that can be backed up, in the order they run.
+STORES = ("ledger", "influxdb", "redis")
+
+
+@dataclass(frozen=True)
+class BackupOutcome:
+    """One ``backup_runs`` row as the CLI, the DAGs and JSON show it."""
+
+    id: int
+    store: str
+    kind: str
+    status: str
+    started_at: datetime
+    finished_at: datetime | None
+    size: int | None
+    sha256: str | None
+    location: str
+    tool_version: str | None
+    server_version: str | None
+    error: str | None
+    drilled_at: datetime | None
+    drill_error: str | None
+    rto_seconds: float | None
+    rpo_seconds: float | None
+
+    @classmethod
+    def of(cls, run: BackupRun) -> BackupOutcome:
+        return cls(
+            id=run.id,
+            store=run.store,
+            kind=run.kind,
+            status=str(run.status),
+            started_at=run.started_at,
+            finished_at=run.finished_at,
+            size=run.size_bytes,
+            sha256=run.sha256,
+            location=run.location,
+            tool_version=run.tool_version,
+            server_version=run.server_version,
+            error=run.error,
+            drilled_at=run.drilled_at,
+            drill_error=run.drill_error,
+            rto_seconds=run.rto_seconds,
+            rpo_seconds=run.rpo_seconds,
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-able (times as ISO 8601)."""
+        return {name: value.isoformat() if isinstance(value, datetime) else value for name, value in vars(self).items()}
+
+
+@dataclass(frozen=True)
+class DrillOutcome:
+    """How the drill of one store's newest backup went."""
+
+    store: str
+    backup_id: int
+    passed: bool
+    error: str | None
+    rto_seconds: float | None
+    rpo_seconds: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(vars(self))
+
+
+@dataclass(frozen=True)
+class PrunePlan:
+    """What rotation keeps and deletes (``deleted`` is what it would delete, with ``dry_run``)."""
+
+    kept: tuple[BackupOutcome, ...]
+    deleted: tuple[BackupOutcome, ...]
+    dry_run: bool
+
+
+# --- wiring -------------------------------------------------------------------------------------------------
+
+
+def configured_stores(config: StoreConfig) -> list[str]:
+    """The stores this deployment has: the ledger, and InfluxDB and Redis when configured."""
+    return [
+        s for s in STORES if s == "ledger" or (s == "influxdb" and config.influxdb) or (s == "redis" and config.redis)
+    ]
+
+
+def _check_stores(config: StoreConfig, stores: Sequence[str] | None) -> list[str]:
+    if not stores:
+        return configured_stores(config)
+    unknown = [s for s in stores if s not in STORES]
+    if unknown:
+        raise ConfigurationError(f"unknown store(s) {', '.join(unknown)}: choose from {', '.join(STORES)}")
+    missing = [s for s in stores if s not in configured_stores(config)]
+    if missing:
+        raise ConfigurationError(
+            f"{', '.join(missing)} is not configured here ({config.origin}): "
+            + "; ".join(config.absent.get(s, f"{s} not configured") for s in missing)
+        )
+    return list(dict.fromkeys(stores))
+
+
+def _tool_class(store: str) -> type[StoreBackup]:
+    # Each store's tool imports only its own client.
+    if store == "ledger":
+        from marketkeeper.backups.postgres import PostgresBackup
+
+        return PostgresBackup
+    if store == "influxdb":
+        from marketkeeper.backups.influxdb import InfluxDBBackup
+
+        return InfluxDBBackup
+    from marketkeeper.backups.redis import RedisBackup
+
+    return RedisBackup
+
+
+@contextlib.contextmanager
+def _tool(config: StoreConfig, store: str, settings: BackupSettings) -> Iterator[StoreBackup]:
+    """The backup tool of ``store`` over this deployment's server; its client closed afterwards."""
+    if store == "ledger":
+        from marketkeeper.backups.postgres import PostgresBackup
+
+        yield PostgresBackup(config.ledger_url)
+    elif store == "influxdb" and config.influxdb is not None:
+        from marketkeeper.backups.influxdb import InfluxDBBackup
+
+        with config.influxdb() as client:
+            yield InfluxDBBackup(
+                client,
+                rpc_address=settings.rpc_address(client.url),
+                settle_seconds=settings.marketkeeper_backup_influxdb_settle,
+            )
+    elif store == "redis" and config.redis is not None:
+        from marketkeeper.backups.redis import RedisBackup
+
+        with config.redis() as client:
+            yield RedisBackup(client)
+    else:
+        raise ConfigurationError(f"{store} is not configured here ({config.origin})")
+
+
+def _destination(settings: BackupSettings, destination: Destination | None) -> Destination:
+    return destination or Destination(settings.url, conn_id=settings.marketkeeper_backup_conn_id)
+
+
+# --- backups ------------------------------------------------------------------------------------------------
+
+
+def run_backup(
+    config: StoreConfig,
+    store: str,
+    *,
+    settings: BackupSettings | None = None,
+    destination: Destination | None = None,
+) -> BackupOutcome:
+    """Back ``store`` up once: a ``succeeded`` row with size, sha256 and figures, or a ``failed`` one.
+
+    :raises BackupError: the backup failed (the row says why; no file is left under a final name).
+    :raises ConfigurationError: ``store`` is unknown or not configured.
+    """
+    settings = settings or BackupSettings()
+    (store,) = _check_stores(config, [store])
+    target = _destination(settings, destination)
+    with StoreSet.open(config) as stores:
+        with unit_of_work(stores.ledger) as repos:
+            run = repos.backups.start(store=store, kind=_tool_class(store).kind, location=target.url)
+        try:
+            with _tool(config, store, settings) as tool:
+                tool_version, server_version = tool.versions()
+                name = f"{store}-{run.started_at:%Y%m%dT%H%M%SZ}-{run.id}{tool.suffix}"
+                with unit_of_work(stores.ledger) as repos:
+                    run = repos.backups.record(
+                        repos.session.merge(run), tool_version=tool_version, server_version=server_version
+                    )
+                stored, figures = target.write(store, name, tool.dump)
+        except BaseException as exc:  # a failed, interrupted or killed attempt never stays "running"
+            error = redact(first_line(exc), _secrets(config))
+            with unit_of_work(stores.ledger) as repos:
+                repos.backups.fail(repos.session.merge(run), error)
+            log.error("backup of %s failed: %s", store, error)
+            if isinstance(exc, BackupError | ConfigurationError):
+                raise
+            if isinstance(exc, Exception):
+                raise BackupError(f"backup of {store} failed: {error}") from exc
+            raise
+        with unit_of_work(stores.ledger) as repos:
+            done = repos.backups.succeed(
+                repos.session.merge(run),
+                size_bytes=stored.size,
+                sha256=stored.sha256,
+                location=stored.location,
+                figures=figures,
+            )
+            outcome = BackupOutcome.of(done)
+    log.info("backed up %s to %s (%d bytes, sha256 %s)", store, outcome.location, outcome.size, outcome.sha256)
+    return outcome
+
+
+def _secrets(config: StoreConfig) -> list[str]:
+    from sqlalchemy.engine import make_url
+
+    password = make_url(config.ledger_url).password
+    return [password] if isinstance(password, str) and password else []
+
+
+def run_backups(
+    config: StoreConfig,
+    stores: Sequence[str] | None = None,
+    *,
+    settings: BackupSettings | None = None,
+    destination: Destination | None = None,
+) -> list[BackupOutcome | BackupError]:
+    """Back up each of ``stores`` (default: every configured one); each store's failure is its own outcome."""
+    outcomes: list[BackupOutcome | BackupError] = []
+    for store in _check_stores(config, stores):
+        try:
+            outcomes.append(run_backup(config, store, settings=settings, destination=destination))
+        except BackupError as exc:
+            outcomes.append(exc)
+    return outcomes
+
+
+def list_backups(config: StoreConfig, store: str | None = None, *, limit: int = 1000) -> list[BackupOutcome]:
+    """The catalog, newest first."""
+    with StoreSet.open(config) as stores, unit_of_work(stores.ledger) as repos:
+        return [BackupOutcome.of(run) for run in repos.backups.of_store(store, limit=limit)]
+
+
+def _complete(repos: Any, backup_id: int) -> BackupRun:
+    run: BackupRun = repos.backups.get(backup_id)
+    if run.status not in COMPLETE_STATUSES or not run.sha256:
+        raise BackupError(f"backup {backup_id} ({run.store}) is {run.status}: it has no complete file")
+    return run
+
+
+def verify_backup(
+    config: StoreConfig,
+    backup_id: int,
+    *,
+    settings: BackupSettings | None = None,
+    destination: Destination | None = None,
+) -> BackupOutcome:
+    """Re-hash a stored backup against its recorded sha256 (only the file: a drill proves it restores).
+
+    :raises ChecksumMismatchError: the stored bytes changed (recorded in the row's details).
+    :raises NotFoundError: there is no backup ``backup_id``.
+    """
+    target = _destination(settings or BackupSettings(), destination)
+    with StoreSet.open(config) as stores:
+        with unit_of_work(stores.ledger) as repos:
+            run = _complete(repos, backup_id)
+        digest, size = target.sha256(run.location)
+        with unit_of_work(stores.ledger) as repos:
+            run = repos.session.merge(run)
+            if digest != run.sha256 or size != run.size_bytes:
+                error = (
+                    f"backup {backup_id} ({run.store}) at {run.location} is corrupt: sha256 {digest} "
+                    f"({size} bytes) != {run.sha256} ({run.size_bytes} bytes) recorded"
+                )
+                repos.backups.record(
+                    run, details={**run.details, "verify": {"at": utcnow().isoformat(), "error": error}}
+                )
+            else:
+                error = None
+                repos.backups.checksum_verified(run)
+            outcome = BackupOutcome.of(run)
+    if error is not None:
+        raise ChecksumMismatchError(error)
+    return outcome
+
+
+# --- drills -------------------------------------------------------------------------------------------------
+
+
+def drill_store(
+    config: StoreConfig,
+    store: str,
+    *,
+    settings: BackupSettings | None = None,
+    destination: Destination | None = None,
+) -> DrillOutcome:
+    """Drill ``store``'s newest complete backup: checksum, restore into a scratch target, compare, drop it;
+    the outcome, RTO and RPO recorded on that backup's row.
+
+    :raises DrillFailedError: the checksum, the restore or the comparison failed (naming the first difference).
+    :raises BackupError: the store has no complete backup to drill.
+    """
+    settings = settings or BackupSettings()
+    (store,) = _check_stores(config, [store])
+    target = _destination(settings, destination)
+    with StoreSet.open(config) as stores:
+        with unit_of_work(stores.ledger) as repos:
+            run = repos.backups.newest_complete(store)
+            if run is None:
+                raise BackupError(
+                    f"{store} has no complete backup to drill: run `marketkeeper backup run --store {store}`"
+                )
+        assert run.sha256 is not None and run.finished_at is not None
+        with _tool(config, store, settings) as tool:
+            result = run_drill(
+                tool,
+                target,
+                backup_id=run.id,
+                location=run.location,
+                sha256=run.sha256,
+                finished_at=run.finished_at,
+                recorded=run.figures,
+            )
+        with unit_of_work(stores.ledger) as repos:
+            repos.backups.drilled(
+                repos.session.merge(run),
+                passed=result.passed,
+                error=result.difference,
+                rto_seconds=result.rto_seconds,
+                rpo_seconds=result.rpo_seconds,
+                details={"at": utcnow().isoformat(), "passed": result.passed, "difference": result.difference},
+            )
+    outcome = DrillOutcome(
+        store=store,
+        backup_id=run.id,
+        passed=result.passed,
+        error=result.difference,
+        rto_seconds=result.rto_seconds,
+        rpo_seconds=result.rpo_seconds,
+    )
+    if not result.passed:
+        raise DrillFailedError(store, run.id, result.difference or "unknown")
+    log.info(
+        "drill of %s backup %d passed: RTO %.1f s, RPO %.0f s", store, run.id, result.rto_seconds, result.rpo_seconds
+    )
+    return outcome
+
+
+def drill_stores(
+    config: StoreConfig,
+    stores: Sequence[str] | None = None,
+    *,
+    settings: BackupSettings | None = None,
+    destination: Destination | None = None,
+) -> list[DrillOutcome | BackupError]:
+    """Drill each of ``stores`` (default: every configured one); each store's failure is its own outcome."""
+    outcomes: list[DrillOutcome | BackupError] = []
+    for store in _check_stores(config, stores):
+        try:
+            outcomes.append(drill_store(config, store, settings=settings, destination=destination))
+        except BackupError as exc:
+            outcomes.append(exc)
+    return outcomes
+
+
+# --- restore and rotation -----------------------------------------------------------------------------------
+
+
+def restore_backup(
+    config: StoreConfig,
+    backup_id: int,
+    into: str,
+    *,
+    overwrite: bool = False,
+    settings: BackupSettings | None = None,
+    destination: Destination | None = None,
+) -> str:
+    """Restore backup ``backup_id`` for real into ``into`` (a new database by default); what was done.
+
+    :raises RestoreRefusedError: ``into`` exists and ``overwrite`` is false.
+    :raises ChecksumMismatchError: the stored file is corrupt (nothing is restored).
+    """
+    settings = settings or BackupSettings()
+    target = _destination(settings, destination)
+    with StoreSet.open(config) as stores, unit_of_work(stores.ledger) as repos:
+        run = _complete(repos, backup_id)
+    assert run.sha256 is not None
+    with _tool(config, run.store, settings) as tool, tempfile.TemporaryDirectory(prefix="marketkeeper-restore-") as tmp:
+        local = target.fetch(run.location, Path(tmp, f"backup{tool.suffix}"), expected_sha256=run.sha256)
+        return tool.restore_into(local, into, overwrite=overwrite)
+
+
+def prune_backups(
+    config: StoreConfig,
+    *,
+    dry_run: bool = False,
+    settings: BackupSettings | None = None,
+    destination: Destination | None = None,
+) -> PrunePlan:
+    """Apply grandfather-father-son rotation to every store's complete backups: delete the files and catalog
+    rows of those it does not keep (never a store's newest verified backup); ``dry_run`` deletes nothing."""
+    settings = settings or BackupSettings()
+    target = _destination(settings, destination)
+    with StoreSet.open(config) as stores:
+        with unit_of_work(stores.ledger) as repos:
+            runs = {run.id: run for run in repos.backups.complete()}
+        candidates = [
+            Candidate(id=r.id, store=r.store, finished_at=r.finished_at, verified=r.status == BackupStatus.VERIFIED)
+            for r in runs.values()
+            if r.finished_at is not None
+        ]
+        keep, delete = plan_rotation(candidates, settings.retention)
+        if not dry_run:
+            for candidate in delete:
+                target.delete(runs[candidate.id].location)
+                with unit_of_work(stores.ledger) as repos:
+                    repos.backups.delete(candidate.id)
+    return PrunePlan(
+        kept=tuple(BackupOutcome.of(runs[c.id]) for c in keep),
+        deleted=tuple(BackupOutcome.of(runs[c.id]) for c in delete),
+        dry_run=dry_run,
+    )
