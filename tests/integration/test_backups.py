@@ -7,6 +7,10 @@ under the ``mktest:`` prefix.
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,8 +19,10 @@ import pytest
 import sqlalchemy as sa
 
 from marketkeeper.backups.destination import Destination
+from marketkeeper.backups.errors import BackupError, ChecksumMismatchError, DrillFailedError, RestoreRefusedError
 from marketkeeper.influxdb import InfluxDBClient
 from marketkeeper.ledger import create_ledger_engine, migrate
+from marketkeeper.ledger.models import BackupStatus
 from marketkeeper.redis_client import RedisClient
 from marketkeeper.repositories import unit_of_work
 from marketkeeper.services import backups
@@ -146,3 +152,193 @@ def _overview(config: StoreConfig) -> dict[str, object]:
             return dict(repos.backups.newest_per_store())
     finally:
         engine.dispose()
+
+
+# --- faults -------------------------------------------------------------------------------------------------
+
+
+def _children_named(name: str) -> list[int]:
+    """PIDs of this process's children called ``name`` (read from /proc: no broad kill by name)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        comm = stat[stat.index("(") + 1 : stat.rindex(")")]
+        ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
+        if comm == name and ppid == os.getpid():
+            found.append(int(entry.name))
+    return found
+
+
+def test_pg_dump_killed_mid_way_leaves_a_failed_row_and_no_file(ledger: str, destination: Destination) -> None:
+    engine = create_ledger_engine(ledger)
+    with engine.begin() as conn:  # enough rows that the dump is still running when it is killed
+        conn.execute(
+            sa.text("CREATE TABLE bulk AS SELECT g AS id, md5(g::text) AS v FROM generate_series(1, 300000) g")
+        )
+    engine.dispose()
+    config = StoreConfig(ledger_url=ledger)
+    killed: list[int] = []
+
+    def kill_pg_dump() -> None:
+        deadline = time.monotonic() + 60
+        while not killed and time.monotonic() < deadline:
+            for pid in _children_named("pg_dump"):
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+            time.sleep(0.005)
+
+    killer = threading.Thread(target=kill_pg_dump)
+    killer.start()
+    with pytest.raises(BackupError, match="pg_dump was killed by signal 9"):
+        backups.run_backup(config, "ledger", destination=destination)
+    killer.join()
+
+    assert killed
+    (row,) = backups.list_backups(config)
+    assert row.status == "failed" and row.sha256 is None and "killed" in (row.error or "")
+    assert row.finished_at is not None
+    assert _files(destination) == []  # neither a final nor a temporary file
+
+
+def test_a_flipped_byte_is_caught_by_verify_and_by_the_drill(ledger: str, destination: Destination) -> None:
+    config = StoreConfig(ledger_url=ledger)
+    backup = backups.run_backup(config, "ledger", destination=destination)
+    assert backups.verify_backup(config, backup.id, destination=destination).status == "succeeded"
+    stored = Path(destination.path(backup.location).path)
+    data = bytearray(stored.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    stored.write_bytes(bytes(data))
+
+    with pytest.raises(ChecksumMismatchError, match=f"backup {backup.id} .* is corrupt"):
+        backups.verify_backup(config, backup.id, destination=destination)
+    with pytest.raises(DrillFailedError, match=f"restore drill of ledger backup {backup.id} failed: .*corrupt"):
+        backups.drill_store(config, "ledger", destination=destination)
+
+    row = _row(config, backup.id)
+    assert row.status == "drill_failed" and "corrupt" in (row.drill_error or "")
+    assert _overview(config)["ledger"].last_drill_status == "drill_failed"  # type: ignore[attr-defined]
+
+
+def test_a_destination_failing_mid_write_gives_a_failed_row(ledger: str) -> None:
+    import fsspec
+    from airflow.sdk.io import attach
+    from fsspec.implementations.memory import MemoryFile, MemoryFileSystem
+
+    class FullFile(MemoryFile):  # type: ignore[misc]
+        def write(self, data: bytes) -> int:
+            if self.tell() + len(data) > 4096:
+                raise OSError(28, "No space left on device")
+            return int(super().write(data))
+
+    class FullDisk(MemoryFileSystem):  # type: ignore[misc]
+        """A bucket that takes 4 KiB per object, then fails like a full disk (no real one to fill here)."""
+
+        protocol = "fulldisk"
+        store: dict[str, object] = {}  # noqa: RUF012 - fsspec's own class-level store, kept apart from memory://
+        pseudo_dirs = [""]  # noqa: RUF012
+
+        def _open(self, path: str, mode: str = "rb", **kwargs: object) -> object:
+            if "w" in mode:
+                path = self._strip_protocol(path)
+                return FullFile(self, path)
+            return super()._open(path, mode, **kwargs)
+
+    fsspec.register_implementation("fulldisk", FullDisk, clobber=True)
+    disk = FullDisk()
+    attach("fulldisk", fs=disk)
+    config = StoreConfig(ledger_url=ledger)
+
+    with pytest.raises(BackupError, match="No space left on device"):
+        backups.run_backup(config, "ledger", destination=Destination("fulldisk://bucket/backups"))
+
+    (row,) = backups.list_backups(config)
+    assert row.status == "failed" and "No space left on device" in (row.error or "")
+    assert [p for p in disk.store if p.endswith(".dump")] == []
+
+
+def test_rotation_never_deletes_the_newest_verified_backup(ledger: str, destination: Destination) -> None:
+    from marketkeeper.backups.config import BackupSettings
+
+    config = StoreConfig(ledger_url=ledger)
+    first = backups.run_backup(config, "ledger", destination=destination)
+    backups.drill_store(config, "ledger", destination=destination)  # first is now verified
+    middle = backups.run_backup(config, "ledger", destination=destination)
+    newest = backups.run_backup(config, "ledger", destination=destination)
+    keep_one = BackupSettings(
+        marketkeeper_backup_keep_daily=1, marketkeeper_backup_keep_weekly=0, marketkeeper_backup_keep_monthly=0
+    )
+
+    plan = backups.prune_backups(config, dry_run=True, settings=keep_one, destination=destination)
+    assert [b.id for b in plan.deleted] == [middle.id]
+    assert len(_files(destination)) == 3  # a dry run deletes nothing
+
+    plan = backups.prune_backups(config, settings=keep_one, destination=destination)
+
+    assert sorted(b.id for b in plan.kept) == [first.id, newest.id]
+    assert sorted(b.id for b in backups.list_backups(config)) == [first.id, newest.id]
+    assert _files(destination) == sorted(
+        str(Path(destination.path(b.location).path).relative_to(destination.root.path)) for b in (first, newest)
+    )
+    assert _row(config, first.id).status == BackupStatus.VERIFIED
+
+
+def test_restoring_into_an_existing_database_is_refused_and_a_new_one_works(
+    ledger: str, destination: Destination
+) -> None:
+    config = StoreConfig(ledger_url=ledger)
+    backup = backups.run_backup(config, "ledger", destination=destination)
+    live = sa.engine.make_url(ledger).database
+    assert live is not None
+
+    with pytest.raises(RestoreRefusedError, match=f"database '{live}' already exists"):
+        backups.restore_backup(config, backup.id, live, destination=destination)
+
+    new = f"{live}_restored"
+    try:
+        said = backups.restore_backup(config, backup.id, new, destination=destination)
+        assert f"new database '{new}'" in said
+        restored = create_ledger_engine(sa.engine.make_url(ledger).set(database=new).render_as_string(False))
+        with restored.connect() as conn:
+            assert conn.execute(sa.text("SELECT count(*) FROM trades")).scalar_one() == 40
+        restored.dispose()
+    finally:
+        admin = create_ledger_engine(ledger, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{new}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def test_an_influxdb_that_cannot_do_portable_backups_is_a_failed_not_supported_row(
+    ledger: str, destination: Destination
+) -> None:
+    import http.server
+
+    class InfluxDB2(http.server.BaseHTTPRequestHandler):
+        """Answers /ping like an InfluxDB 2.x (no 2.x server runs here)."""
+
+        def do_GET(self) -> None:
+            self.send_response(204)
+            self.send_header("X-Influxdb-Version", "v2.7.10")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), InfluxDB2)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    config = StoreConfig(ledger_url=ledger, influxdb=lambda: InfluxDBClient(url, database="marketkeeper"))
+    try:
+        with pytest.raises(BackupError, match=r"InfluxDB v2\.7\.10 .* cannot make a portable backup"):
+            backups.run_backup(config, "influxdb", destination=destination)
+    finally:
+        server.shutdown()
+
+    (row,) = backups.list_backups(config)
+    assert row.store == "influxdb" and row.status == "failed" and "InfluxDB 1.x only" in (row.error or "")
+    assert _files(destination) == []

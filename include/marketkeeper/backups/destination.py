@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, TypeVar
 
 from marketkeeper.backups.errors import BackupError, ChecksumMismatchError
+from marketkeeper.errors import ConfigurationError
 
 if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
@@ -78,7 +79,10 @@ class Destination:
 
         if "://" not in location:
             location = Path(location).expanduser().resolve().as_uri()
-        return ObjectStoragePath(location, conn_id=self.conn_id)
+        try:
+            return ObjectStoragePath(location, conn_id=self.conn_id)
+        except ValueError as exc:  # an unknown scheme: its provider (amazon[s3fs], google...) is not installed
+            raise ConfigurationError(f"backup destination {location!r} cannot be used: {exc}") from exc
 
     def path(self, location: str) -> ObjectStoragePath:
         """The object at ``location`` (a location this destination wrote)."""
