@@ -5,14 +5,12 @@ write path (ingest, backfill, deletion) and degrades to uncached reads when Redi
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pandas as pd
 import pytest
-import redis
 import sqlalchemy as sa
 
 from marketkeeper.candle_cache import CandleCache
@@ -29,6 +27,7 @@ from marketkeeper.store_set import StoreConfig, StoreSet
 from marketkeeper.tiers import resample_candles
 from marketkeeper.timeframes import NaiveDatetimeError
 from tests.conftest import INFLUXDB_TEST_URL
+from tests.integration.marketdata_support import own_redis_prefix  # noqa: F401 - the fixture `prefix`
 
 pytestmark = pytest.mark.integration
 
@@ -39,18 +38,6 @@ HOUR = timedelta(hours=1)
 SPEC = MarketSpec(exchange=EXCHANGE, symbol="BTC/USDT", base_timeframe="1m", source="synthetic:1")
 HOURLY = MarketSpec(exchange=EXCHANGE, symbol="ETH/USDT", base_timeframe="1h", source="synthetic:2")
 KEY = SPEC.key
-
-
-@pytest.fixture
-def prefix(redis_url: str) -> Iterator[str]:
-    """A Redis key prefix of this test alone (outside ``mktest:``, which other test processes clear)."""
-    name = f"mktest14:{uuid.uuid4().hex[:8]}:"
-    yield name
-    client = redis.Redis.from_url(redis_url)
-    keys = list(client.scan_iter(match=f"{name}*", count=1000))
-    if keys:
-        client.delete(*keys)
-    client.close()
 
 
 @pytest.fixture

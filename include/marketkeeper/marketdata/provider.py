@@ -193,8 +193,12 @@ class HistoricalDataProvider(Closing):
         return self._router.markets
 
     def route(self, exchange: str, symbol: str, timeframe: str) -> Route:
-        """Which stored series answers ``timeframe`` (typed errors name what exists)."""
-        return self._router.route(exchange, symbol, timeframe)
+        """Which stored series answers ``timeframe`` (typed errors name what exists): a declared derived tier
+        that downsampling has not written yet (no candle at all) is resampled from the base meanwhile."""
+        route = self._router.route(exchange, symbol, timeframe)
+        if route.derived and self._stores.candles.last_open_time(route.source) is None:
+            return self._router.resampled(self._router.market(exchange, symbol), route.key.timeframe)
+        return route
 
     def metadata(self, exchange: str, symbol: str) -> MarketMetadata:
         """The market's declaration and its finest series' first/last candle and 30-day figures.
@@ -246,7 +250,7 @@ class HistoricalDataProvider(Closing):
         """
         started = time.perf_counter()
         try:
-            route = self._router.route(exchange, symbol, timeframe)
+            route = self.route(exchange, symbol, timeframe)
             start, end = check_range(start, end)
             frame = self._fetch(route, start, end, complete_only)
         except Exception:
@@ -293,7 +297,7 @@ class HistoricalDataProvider(Closing):
         A resampled timeframe holds back the base candles of the last bucket of each frame until the next
         one, so every bucket is built whole (a bucket's base candles are the extra memory: 44,640 for 1M of 1m).
         """
-        route = self._router.route(exchange, symbol, timeframe)
+        route = self.route(exchange, symbol, timeframe)
         start, end = check_range(start, end)
         if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, int) or chunk_rows < 1:
             raise ValueError(f"chunk_rows must be a positive int, got {chunk_rows!r}")
@@ -355,7 +359,7 @@ class HistoricalDataProvider(Closing):
 
         ``start`` defaults to the first stored candle, ``end`` to the newest closed open time.
         """
-        route = self._router.route(exchange, symbol, timeframe)
+        route = self.route(exchange, symbol, timeframe)
         store = self._stores.candles
         now = ensure_utc(self._clock(), "now")
         tf, source_tf = route.key.timeframe, route.source.timeframe

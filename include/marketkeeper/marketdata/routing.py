@@ -154,9 +154,18 @@ class Router:
             return Route(key, key)
         if tf in market.tiers:
             return Route(key, key, derived=True)
+        return self.resampled(market, tf)
+
+    def resampled(self, market: Market, tf: Timeframe) -> Route:
+        """The on-the-fly route of ``tf``: from the finest base of ``market`` that divides it.
+
+        :raises UnknownTimeframeError: no base divides ``tf``.
+        """
+        key = SeriesKey(market.exchange, market.symbol, tf)
         for base in market.bases:  # shortest first: the finest base that divides the timeframe
             if _divides(base, tf):
-                return Route(key, SeriesKey(exchange, symbol, base))
+                return Route(key, SeriesKey(market.exchange, market.symbol, base))
+        known = [str(t) for t in market.servable]
         raise UnknownTimeframeError(
             market.label,
             str(tf),
