@@ -9,16 +9,17 @@ only: InfluxDB when configured, else the SQL store on the ledger.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
-
-import sqlalchemy as sa
 
 from marketkeeper.closing import Closing
 from marketkeeper.settings import Settings, get_settings
 
 if TYPE_CHECKING:
+    import sqlalchemy as sa
+
     from marketkeeper.candle_cache import CandleCache
     from marketkeeper.influxdb import InfluxDBClient
     from marketkeeper.redis_client import RedisClient
@@ -75,6 +76,8 @@ class StoreConfig:
     @property
     def ledger_target(self) -> str:
         """The ledger URL with its password masked, safe to print."""
+        import sqlalchemy as sa
+
         return sa.engine.make_url(self.ledger_url).render_as_string(hide_password=True)
 
     @property
@@ -86,20 +89,34 @@ class StoreConfig:
 
 @dataclass
 class StoreSet(Closing):
-    """Open stores of one job; close them with :meth:`close` or ``with``."""
+    """Open stores of one job; close them with :meth:`close` or ``with``.
 
-    ledger: sa.Engine
+    With the candles in InfluxDB the ledger's engine is created on first use of :attr:`ledger`, so a candle
+    read never imports SQLAlchemy and a database driver (a third of the command's start-up).
+    """
+
     candles: CandleStore
     cache: CandleCache | None
+    ledger_url: str = field(repr=False)
+    _engine: sa.Engine | None = field(default=None, repr=False)
+    _engine_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def ledger(self) -> sa.Engine:
+        """The ledger's engine (:func:`~marketkeeper.ledger.create_ledger_engine` of the config's URL)."""
+        with self._engine_lock:
+            if self._engine is None:
+                from marketkeeper.ledger import create_ledger_engine
+
+                self._engine = create_ledger_engine(self.ledger_url)
+            return self._engine
 
     @classmethod
     def open(cls, config: StoreConfig) -> StoreSet:
         """Open the stores ``config`` names; whatever was opened is closed again if a later one fails."""
         # Only the backends in use are imported: a command's start-up is mostly imports (redis-py, psycopg).
-        from marketkeeper.ledger import create_ledger_engine
-
-        engine = create_ledger_engine(config.ledger_url)
-        opened: list[Callable[[], None]] = [engine.dispose]
+        engine: sa.Engine | None = None
+        opened: list[Callable[[], None]] = []
         try:
             candles: CandleStore
             if config.influxdb is not None:
@@ -107,8 +124,11 @@ class StoreSet(Closing):
 
                 candles = InfluxDBCandleStore(config.influxdb(), owns_client=True)
             else:
+                from marketkeeper.ledger import create_ledger_engine
                 from marketkeeper.stores.sql import SQLCandleStore
 
+                engine = create_ledger_engine(config.ledger_url)
+                opened.append(engine.dispose)
                 candles = SQLCandleStore(engine)
             opened.append(candles.close)
             cache: CandleCache | None = None
@@ -120,7 +140,7 @@ class StoreSet(Closing):
             for close in reversed(opened):
                 close()
             raise
-        return cls(ledger=engine, candles=candles, cache=cache)
+        return cls(candles=candles, cache=cache, ledger_url=config.ledger_url, _engine=engine)
 
     @property
     def description(self) -> str:
@@ -132,4 +152,5 @@ class StoreSet(Closing):
         self.candles.close()
         if self.cache is not None:
             self.cache.client.close()
-        self.ledger.dispose()
+        if self._engine is not None:
+            self._engine.dispose()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import json
+import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, NoReturn, TypeVar
@@ -74,13 +75,16 @@ def fail(message: str, code: int = 1) -> NoReturn:
 def user_errors() -> Iterator[None]:
     """Turn the failures a user can cause or meet (a bad setting, a store that is down, a refused value)
     into one line on stderr and exit code 1."""
-    import sqlalchemy as sa
-
     try:
         yield
     except MarketkeeperError as exc:
         fail(first_line(exc))
-    except sa.exc.SQLAlchemyError as exc:
+    except Exception as exc:
+        # A command that never loaded SQLAlchemy (a candle read from InfluxDB) cannot meet its errors, and
+        # importing it just to name the class would cost that command a fifth of its start-up.
+        sa = sys.modules.get("sqlalchemy")
+        if sa is None or not isinstance(exc, sa.exc.SQLAlchemyError):
+            raise
         cause = first_line(exc)
         if "no such table" in cause or ("relation" in cause and "does not exist" in cause):
             cause += " (is the ledger migrated? run `marketkeeper db upgrade`)"

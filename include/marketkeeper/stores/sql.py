@@ -10,6 +10,7 @@ row; the bits travel unconverted end to end. On SQLite the upsert is an executem
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
@@ -25,7 +26,6 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
 from marketkeeper.candles import DERIVED_COLUMNS, QUOTE_VOLUME, TRADE_COUNT, SeriesKey
-from marketkeeper.ledger.models import Candle
 from marketkeeper.ledger.types import UTCDateTime
 from marketkeeper.stores.base import (
     VALUE_COLUMNS,
@@ -42,17 +42,26 @@ __all__ = ["SQLCandleStore"]
 
 log = logging.getLogger(__name__)
 
-CANDLES: Final = cast(sa.Table, Candle.__table__)
 _KEY_COLUMNS: Final = ("exchange", "symbol", "timeframe", "open_time")
 _OPTIONAL: Final = (QUOTE_VOLUME, TRADE_COUNT, *DERIVED_COLUMNS)
 _SQLITE_CHUNK: Final = 10_000
 _NAN: Final[sa.ColumnElement[float]] = sa.literal_column("'NaN'::float8", postgresql.DOUBLE_PRECISION())
 
 
+@functools.cache
+def _table() -> sa.Table:
+    """The ledger's ``candles`` table, from its ORM model imported on first use rather than with this module:
+    a PostgreSQL read streams a COPY and needs neither the table nor the ORM's registry of every model, whose
+    import is a sixth of a ``marketkeeper candles`` start-up."""
+    from marketkeeper.ledger.models import Candle
+
+    return cast(sa.Table, Candle.__table__)
+
+
 def _upsert_set(excluded: Any) -> tuple[dict[str, Any], Any]:
     """The ``SET`` and ``WHERE`` of the upsert: new values replace old ones, absent optional values keep
     the stored ones, and a row whose values are all unchanged is not updated at all."""
-    t = CANDLES.c
+    t = _table().c
     new: dict[str, Any] = {name: excluded[name] for name in VALUE_COLUMNS}
     for name in _OPTIONAL:
         new[name] = sa.func.coalesce(excluded[name], t[name])
@@ -77,7 +86,7 @@ def _pg_insert() -> postgresql.Insert:
         *(sa.func.nullif(s[name], -1) for name in DERIVED_COLUMNS),
         sa.bindparam("ingested_at", type_=UTCDateTime()),
     )
-    return postgresql.insert(CANDLES).from_select(
+    return postgresql.insert(_table()).from_select(
         [*_KEY_COLUMNS, *VALUE_COLUMNS, QUOTE_VOLUME, TRADE_COUNT, *DERIVED_COLUMNS, "ingested_at"], source
     )
 
@@ -89,7 +98,7 @@ def _pg_upsert() -> sa.Insert:
 
 
 def _sqlite_upsert() -> sa.Insert:
-    insert = sqlite.insert(CANDLES)
+    insert = sqlite.insert(_table())
     set_, where = _upsert_set(insert.excluded)
     return insert.on_conflict_do_update(index_elements=list(_KEY_COLUMNS), set_=set_, where=where)
 
@@ -108,8 +117,15 @@ class SQLCandleStore(CandleStore):
         self._engine = engine
         self._owns_engine = owns_engine
         self.backend = dialect
-        self._upsert = _pg_upsert() if dialect == "postgresql" else _sqlite_upsert()
-        self._insert = _pg_insert() if dialect == "postgresql" else None
+
+    # Built on the first write: a read needs no statement object (see _table).
+    @functools.cached_property
+    def _upsert(self) -> sa.Insert:
+        return _pg_upsert() if self.backend == "postgresql" else _sqlite_upsert()
+
+    @functools.cached_property
+    def _insert(self) -> postgresql.Insert | None:
+        return _pg_insert() if self.backend == "postgresql" else None
 
     @property
     def engine(self) -> Engine:
@@ -136,20 +152,20 @@ class SQLCandleStore(CandleStore):
         return (CandleStoreUnavailableError if unreachable else CandleStoreError), cause
 
     def _where(self, key: SeriesKey) -> sa.ColumnElement[bool]:
-        t = CANDLES.c
+        t = _table().c
         return sa.and_(
             t.exchange == key.exchange, t.symbol == key.symbol, t.timeframe == str(self._check_key(key).timeframe)
         )
 
     def _in_range(self, key: SeriesKey, start: datetime, end: datetime) -> sa.ColumnElement[bool]:
-        t = CANDLES.c
+        t = _table().c
         return sa.and_(self._where(key), t.open_time >= start, t.open_time < end)
 
     # --- writes ---------------------------------------------------------------------------------------
 
     def _check_writable(self, key: SeriesKey) -> None:
         for name in ("exchange", "symbol"):
-            limit = getattr(CANDLES.c[name].type, "length", None)
+            limit = getattr(_table().c[name].type, "length", None)
             if limit is not None and len(getattr(key, name)) > limit:
                 raise CandleStoreError(
                     f"{name} {getattr(key, name)!r} is longer than the {limit} characters the table holds",
@@ -217,7 +233,7 @@ class SQLCandleStore(CandleStore):
     # --- reads ----------------------------------------------------------------------------------------
 
     def _select(self) -> sa.Select:
-        t = CANDLES.c
+        t = _table().c
         # On PostgreSQL epoch microseconds keep Python out of the per-row datetime work (exact numerics on
         # PG >= 14).
         when = self._time_us() if self.backend == "postgresql" else t.open_time
@@ -226,7 +242,7 @@ class SQLCandleStore(CandleStore):
         )
 
     def _time_us(self) -> sa.ColumnElement[int]:
-        return sa.cast(sa.extract("epoch", CANDLES.c.open_time) * 1_000_000, sa.BigInteger())
+        return sa.cast(sa.extract("epoch", _table().c.open_time) * 1_000_000, sa.BigInteger())
 
     def _times_ns(self, values: Sequence[Any]) -> npt.NDArray[np.int64]:
         if self.backend == "postgresql":
@@ -252,7 +268,7 @@ class SQLCandleStore(CandleStore):
                 # One streamed binary COPY parsed by numpy: no Python object per row or value.
                 yield from copy_frames(conn, key, start, end, chunk_rows)
                 return
-            stmt = self._select().where(self._in_range(key, start, end)).order_by(CANDLES.c.open_time)
+            stmt = self._select().where(self._in_range(key, start, end)).order_by(_table().c.open_time)
             for rows in conn.execute(stmt).partitions(chunk_rows):
                 yield self._to_frame(rows)
 
@@ -269,14 +285,14 @@ class SQLCandleStore(CandleStore):
 
     def latest(self, key: SeriesKey, n: int = 1) -> pd.DataFrame:
         self._check_n(n)
-        stmt = self._select().where(self._where(key)).order_by(CANDLES.c.open_time.desc()).limit(n)
+        stmt = self._select().where(self._where(key)).order_by(_table().c.open_time.desc()).limit(n)
         with self._failing("latest", key), self._engine.connect() as conn:
             rows = conn.execute(stmt).all()
         return self._to_frame(rows[::-1])
 
     def _edge(self, key: SeriesKey, *, first: bool, operation: str) -> datetime | None:
         function = sa.func.min if first else sa.func.max
-        stmt = sa.select(function(CANDLES.c.open_time)).where(self._where(key))
+        stmt = sa.select(function(_table().c.open_time)).where(self._where(key))
         with self._failing(operation, key), self._engine.connect() as conn:
             value: datetime | None = conn.execute(stmt).scalar_one()
         return value
@@ -287,18 +303,18 @@ class SQLCandleStore(CandleStore):
         with self._failing("open_times", key, start, end), self._engine.connect() as conn:
             if self.backend == "postgresql":
                 return copy_open_times(conn, key, start, end)
-            stmt = sa.select(CANDLES.c.open_time).where(self._in_range(key, start, end)).order_by(CANDLES.c.open_time)
+            stmt = sa.select(_table().c.open_time).where(self._in_range(key, start, end)).order_by(_table().c.open_time)
             values = conn.execute(stmt).scalars().all()
         return self._times_ns(values)
 
     def count(self, key: SeriesKey, start: datetime, end: datetime) -> int:
         start, end = self._range(start, end)
-        stmt = sa.select(sa.func.count()).select_from(CANDLES).where(self._in_range(key, start, end))
+        stmt = sa.select(sa.func.count()).select_from(_table()).where(self._in_range(key, start, end))
         with self._failing("count", key, start, end), self._engine.connect() as conn:
             return int(conn.execute(stmt).scalar_one())
 
     def list_series(self) -> list[SeriesKey]:
-        t = CANDLES.c
+        t = _table().c
         stmt = sa.select(t.exchange, t.symbol, t.timeframe).distinct().order_by(t.exchange, t.symbol, t.timeframe)
         with self._failing("list_series"), self._engine.connect() as conn:
             rows = conn.execute(stmt).all()
@@ -306,7 +322,7 @@ class SQLCandleStore(CandleStore):
 
     def delete_range(self, key: SeriesKey, start: datetime, end: datetime) -> int:
         start, end = self._range(start, end)
-        stmt = sa.delete(CANDLES).where(self._in_range(key, start, end))
+        stmt = sa.delete(_table()).where(self._in_range(key, start, end))
         with self._failing("delete_range", key, start, end), self._engine.begin() as conn:
             return int(conn.execute(stmt).rowcount)
 
