@@ -191,6 +191,7 @@ def ingest_range(
         for window_start, window_end, result in checked.windows():
             with session_scope(ledger) as session:
                 record_gate(session, key, window_start, window_end, result, source=source.name, airflow=airflow)
+                _mark_pending_downsample(session, key, result.passed)
             enforce_threshold(result, key, window_start, window_end, max_failed_fraction)
             if lock is not None:
                 lock.ensure_held()
@@ -303,6 +304,19 @@ def _fetch(
         rejects.extend(batch.rejects)
     frame = pd.concat(frames, ignore_index=True) if frames else empty_frame()
     return frame, (rejects_frame(rejects) if rejects else None)
+
+
+def _mark_pending_downsample(session: Any, key: SeriesKey, frame: pd.DataFrame) -> None:
+    """Record the range about to be written as not yet downsampled, in the evidence's transaction and before
+    the store write: a write that then fails leaves a harmless extra row, never a tier stale unbeknownst to
+    retention (see :mod:`marketkeeper.services.downsample`)."""
+    from marketkeeper.repositories.tiers import TierRepository
+
+    if len(frame):
+        times = frame[OPEN_TIME]
+        TierRepository(session).mark_written(
+            key, times.min().to_pydatetime(), key.timeframe.next_open(times.max().to_pydatetime())
+        )
 
 
 def _announce(

@@ -34,6 +34,7 @@ def upgrade() -> None:
         sa.Column("exchange", sa.String(length=32), nullable=False),
         sa.Column("symbol", sa.String(length=32), nullable=False),
         sa.Column("timeframe", sa.String(length=8), nullable=False),
+        sa.Column("tier", sa.String(length=8), nullable=True),
         sa.Column("start", sa.DateTime(timezone=True), nullable=False),
         sa.Column("end", sa.DateTime(timezone=True), nullable=False),
         sa.Column("written_at", sa.DateTime(timezone=True), nullable=False),

@@ -187,3 +187,21 @@ def test_refuses_frames_it_cannot_resample_faithfully() -> None:
     broken.loc[3, "high"] = np.nan
     with pytest.raises(CandleFrameError, match="column high has missing values"):
         resample_candles(broken, "1m", "5m")
+
+
+@pytest.mark.parametrize("target", ["1w", "1M"])
+def test_a_tier_resampled_from_the_daily_tier_equals_the_tier_from_the_base(target: str) -> None:
+    from marketkeeper.tiers import resample_tier
+
+    daily = resample_candles(ONE_MINUTE, "1m", "1d")
+    from_daily = resample_tier(daily, "1d", target, base="1m")
+    pd.testing.assert_frame_equal(from_daily, resample_candles(ONE_MINUTE, "1m", target))
+
+
+def test_resample_tier_refuses_members_without_source_count() -> None:
+    from marketkeeper.tiers import resample_tier
+
+    daily = resample_candles(ONE_MINUTE, "1m", "1d")
+    daily.loc[2, "source_count"] = pd.NA
+    with pytest.raises(CandleFrameError, match="has no source_count"):
+        resample_tier(daily, "1d", "1w", base="1m")

@@ -25,6 +25,7 @@ from marketkeeper.repositories.positions import PositionRepository
 from marketkeeper.repositories.quality import QualityRepository
 from marketkeeper.repositories.signals import SignalRepository
 from marketkeeper.repositories.strategies import StrategyConfigRepository
+from marketkeeper.repositories.tiers import TierRepository
 from marketkeeper.repositories.trades import TradeRepository
 from marketkeeper.repositories.users import UserRepository
 
@@ -101,6 +102,10 @@ class Repositories:
     @cached_property
     def signals(self) -> SignalRepository:
         return SignalRepository(self.session)
+
+    @cached_property
+    def tiers(self) -> TierRepository:
+        return TierRepository(self.session)
 
 
 @contextmanager

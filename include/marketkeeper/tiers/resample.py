@@ -27,7 +27,7 @@ from marketkeeper.candles import (
 )
 from marketkeeper.timeframes import Timeframe, TimeframeError, to_ns
 
-__all__ = ["RESAMPLED_COLUMNS", "check_derivable", "resample_candles"]
+__all__ = ["RESAMPLED_COLUMNS", "check_derivable", "resample_candles", "resample_tier"]
 
 #: The columns of :func:`resample_candles`' result, in order.
 RESAMPLED_COLUMNS: Final = (
@@ -102,6 +102,35 @@ def resample_candles(
         time not aligned to ``base``.
     """
     base_tf, target_tf = check_derivable(base, target)
+    return _resample(frame, base_tf, target_tf, base_tf, closed_before)
+
+
+def resample_tier(
+    frame: pd.DataFrame, source: str, target: str, *, base: str, closed_before: datetime | None = None
+) -> pd.DataFrame:
+    """:func:`resample_candles` of a frame that is itself a derived tier (``source``, e.g. ``1d`` computed from
+    ``base`` ``1m``): the same candles as resampling the base directly, from far fewer rows.
+
+    ``source_count`` is the sum of the members' ``source_count`` (base candles, not ``source`` candles) and
+    ``expected_count`` counts ``base`` candles; OHLC, volume and the every-member-has-it sums combine as in
+    :func:`resample_candles` (a member's missing ``quote_volume`` already means one of its base candles lacked it).
+
+    :raises CandleFrameError: as :func:`resample_candles`, or a member without ``source_count``.
+    """
+    source_tf, target_tf = check_derivable(source, target)
+    base_tf, _ = check_derivable(base, source)
+    if SOURCE_COUNT not in frame.columns or (len(frame) and bool(frame[SOURCE_COUNT].isna().any())):
+        raise CandleFrameError(f"cannot resample the {source_tf} tier: a candle has no {SOURCE_COUNT}")
+    return _resample(frame, source_tf, target_tf, base_tf, closed_before)
+
+
+def _resample(
+    frame: pd.DataFrame,
+    base_tf: Timeframe,
+    target_tf: Timeframe,
+    unit_tf: Timeframe,
+    closed_before: datetime | None,
+) -> pd.DataFrame:
     missing = [name for name in (OPEN_TIME, *PRICE_COLUMNS, VOLUME) if name not in frame.columns]
     if missing:
         raise CandleFrameError(f"cannot resample: the frame is missing column(s) {', '.join(missing)}")
@@ -155,8 +184,13 @@ def resample_candles(
     out[TRADE_COUNT] = _complete_count_sum(
         _trade_counts(frame, order)[:stop] if TRADE_COUNT in frame.columns else None, starts, counts
     )
-    out[SOURCE_COUNT] = pd.array(counts, dtype="Int64")
-    out[EXPECTED_COUNT] = pd.array((closes - opens) // base_tf.nanoseconds, dtype="Int64")
+    if unit_tf == base_tf:
+        out[SOURCE_COUNT] = pd.array(counts, dtype="Int64")
+    else:  # members are derived candles: count the base candles they hold
+        members = frame[SOURCE_COUNT].to_numpy(dtype=np.int64)
+        members = (members if order is None else members[order])[:stop]
+        out[SOURCE_COUNT] = pd.array(np.add.reduceat(members, starts), dtype="Int64")
+    out[EXPECTED_COUNT] = pd.array((closes - opens) // unit_tf.nanoseconds, dtype="Int64")
     return pd.DataFrame(out, columns=list(RESAMPLED_COLUMNS))
 
 

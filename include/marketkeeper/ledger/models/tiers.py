@@ -30,6 +30,8 @@ class PendingDownsample(Base):
     exchange: Mapped[str] = mapped_column(sa.String(32))
     symbol: Mapped[str] = mapped_column(sa.String(32))
     timeframe: Mapped[str] = mapped_column(sa.String(8))
+    #: The one derived timeframe still to recompute over the range; ``None``: every tier of the market.
+    tier: Mapped[str | None] = mapped_column(sa.String(8))
     start: Mapped[datetime]
     #: Exclusive: just after the last open time written.
     end: Mapped[datetime]
