@@ -85,6 +85,11 @@ def run_once(server: AirflowServer, count: int, batch: int, hour: datetime) -> d
         "slowest_s": max(float(t["duration"] or 0) for t in mapped),
         "wall_s": wall.total_seconds(),
         "events": int(events["total_entries"]),
+        # Where the task time went: each task's duration, mapped ones in map-index order.
+        "durations": {
+            f"{t['task_id']}[{t['map_index']}]" if t["map_index"] >= 0 else t["task_id"]: t["duration"]
+            for t in sorted(tis, key=lambda t: (t["task_id"], t["map_index"]))
+        },
     }
 
 

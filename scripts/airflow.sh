@@ -22,6 +22,11 @@ export AIRFLOW__CORE__PLUGINS_FOLDER=$project/plugins
 export AIRFLOW__CORE__LOAD_EXAMPLES=False
 export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=${AIRFLOW__DATABASE__SQL_ALCHEMY_CONN:-sqlite:///$AIRFLOW_HOME/airflow.db}
 export GX_ANALYTICS_ENABLED=False
+# The LocalExecutor's workers are forked from a forkserver that imported Great Expectations, pandas, the drivers
+# and marketkeeper once (include/marketkeeper/airflow/preload.py), so a task process (forked from a worker)
+# starts with them instead of paying ~5 s of imports. Only the scheduler's executor uses it.
+export AIRFLOW__SCHEDULER__MP_START_METHOD=${AIRFLOW__SCHEDULER__MP_START_METHOD:-forkserver}
+export AIRFLOW__SCHEDULER__MP_FORKSERVER_PRELOAD=${AIRFLOW__SCHEDULER__MP_FORKSERVER_PRELOAD:-marketkeeper.airflow.preload}
 # A laptop's UI listens on loopback only unless asked otherwise.
 export AIRFLOW__API__HOST=${AIRFLOW__API__HOST:-127.0.0.1}
 # Settings() resolves the embedded ledger under MARKETKEEPER_HOME relative to the working directory: pin it so

@@ -113,6 +113,7 @@ class Pipeline:
     now: datetime | None = None
     airflow: Mapping[str, str] | None = None
     lock: SeriesLock | None = None
+    prechecked: Mapping[tuple[datetime, datetime], GateResult] | None = None
 
     @classmethod
     def over(cls, stores: StoreSet, source: CandleSource, **rules: Any) -> Pipeline:
@@ -143,6 +144,7 @@ class Pipeline:
             airflow=self.airflow,
             progress=progress,
             lock=self.lock,
+            prechecked=self.prechecked,
         )
 
 
@@ -161,6 +163,7 @@ def ingest_range(
     airflow: Mapping[str, str] | None = None,
     progress: Callable[[IngestReport], None] | None = None,
     lock: SeriesLock | None = None,
+    prechecked: Mapping[tuple[datetime, datetime], GateResult] | None = None,
 ) -> IngestReport:
     """Fetch, check, store and announce the candles of ``key`` with open times in ``[start, end)``.
 
@@ -174,6 +177,9 @@ def ingest_range(
     :param airflow: dag_id/run_id/task_id recorded with each quality run.
     :param progress: called after each window with the running report.
     :param lock: the caller's series lock; checked before every window's write.
+    :param prechecked: windows ``(start, end)`` the caller already fetched and ran through the gate (a batch
+        of markets screened together, :func:`~marketkeeper.quality.check_windows`): their results are used
+        instead of fetching and checking again; everything after the check is the same.
     :raises SeriesLockLostError: the lock was lost (expired, its connection died): nothing more is written.
     :raises QualityGateError: a window failed the gate beyond the threshold (its evidence is recorded).
     :raises SourceError: the source could not deliver (names source, series and range).
@@ -184,7 +190,9 @@ def ingest_range(
     clock = now or datetime.now(UTC)
 
     def check(window_start: datetime, window_end: datetime, stop: threading.Event) -> GateResult:
-        frame, rejects = _fetch(source, key, window_start, window_end, stop)
+        if prechecked is not None and (window_start, window_end) in prechecked:
+            return prechecked[(window_start, window_end)]
+        frame, rejects = fetch_window(source, key, window_start, window_end, stop)
         return check_candles(key, frame, now=clock, max_failed_fraction=max_failed_fraction, rejects=rejects)
 
     with _CheckAhead(windows(key, start, end, window), check) as checked:
@@ -291,13 +299,17 @@ class _CheckAhead:
         self._results.put(None)
 
 
-def _fetch(
-    source: CandleSource, key: SeriesKey, start: datetime, end: datetime, stop: threading.Event
+def fetch_window(
+    source: CandleSource, key: SeriesKey, start: datetime, end: datetime, stop: threading.Event | None = None
 ) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """The candles ``source`` gives for ``[start, end)`` as one frame, and the rows it rejected (or ``None``).
+
+    :param stop: set by a caller that stopped listening: the fetch ends at the next page.
+    """
     frames: list[pd.DataFrame] = []
     rejects: list[Reject] = []
     for batch in source.fetch_batches(key, start, end):
-        if stop.is_set():  # a slow source (an exchange API) must not hold up a failed call's exit
+        if stop is not None and stop.is_set():  # a slow source (an exchange API) must not hold up a failed call's exit
             raise _Stopped
         if len(batch.frame):
             frames.append(batch.frame)

@@ -21,6 +21,7 @@ from marketkeeper.quality.gate import (
     GateResult,
     QualityGateError,
     check_candles,
+    check_windows,
     enforce_threshold,
 )
 from marketkeeper.quality.store import QualityStoreError, raw_row, record_gate
@@ -36,6 +37,7 @@ __all__ = [
     "QualityGateError",
     "QualityStoreError",
     "check_candles",
+    "check_windows",
     "enforce_threshold",
     "raw_row",
     "record_gate",

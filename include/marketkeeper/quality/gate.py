@@ -9,7 +9,7 @@ What the suite expects is in :mod:`marketkeeper.quality.suite`, how Great Expect
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -18,13 +18,14 @@ import pandas as pd
 
 from marketkeeper.candles import OPEN_TIME, SeriesKey
 from marketkeeper.errors import MarketkeeperError, format_range
-from marketkeeper.quality.gx import GateEvaluationError, run_suite
+from marketkeeper.quality.gx import GateEvaluationError, SuiteRun, passed_run, run_suite, screen_union
 from marketkeeper.quality.split import (
     FAILED_EXPECTATION,
     FILE,
     LINE,
     RAW,
     REASON,
+    Batch,
     prepare,
     rejects_as_failed,
     split,
@@ -33,6 +34,7 @@ from marketkeeper.quality.suite import (
     MAX_TRADE_COUNT,
     MAX_VALUE,
     PARSEABLE_ROW,
+    SERIES,
     SUITE_NAME,
     ExpectationOutcome,
     ExplainContext,
@@ -55,6 +57,7 @@ __all__ = [
     "GateResult",
     "QualityGateError",
     "check_candles",
+    "check_windows",
     "enforce_threshold",
 ]
 
@@ -156,46 +159,119 @@ def check_candles(
     :raises GateEvaluationError: Great Expectations failed to evaluate an expectation.
     :raises CandleFrameError: ``frame`` lacks a candle column, holds text, or has naive open times.
     """
-    now = ensure_utc(now, "now")
-    max_failed_fraction = _check_fraction(max_failed_fraction)
-    batch = prepare(frame)
-    candles = batch.candles
-    rejected = rejects_as_failed(rejects, candles.columns)
+    window = _Window.of(key, frame, now=now, max_failed_fraction=max_failed_fraction, rejects=rejects)
+    return window.judged(run_suite(window.suite, window.parameters))
 
-    checked = run_suite(*suite_batch(candles, batch.trade_counts, key.timeframe, now))
-    outcomes = (
-        *checked.outcomes,
-        ExpectationOutcome(PARSEABLE_ROW, PARSEABLE_ROW, (), not len(rejected), len(rejected)),
-    )
-    # The copies of each open time explain a duplicate; counting them costs a pass over the batch, so only a
-    # batch with failing rows pays for it.
-    copies = candles[OPEN_TIME].value_counts() if checked.findings else pd.Series([], dtype="int64")
-    ctx = ExplainContext(key.timeframe, now, copies)
-    passed, failed = split(batch, checked.findings, ctx)
-    if len(rejected):
-        failed = pd.concat([failed, rejected], ignore_index=True) if len(failed) else rejected
 
-    rows_checked = len(candles) + len(batch.skipped) + len(rejected)
-    if len(passed) + len(failed) + len(batch.skipped) != rows_checked:
-        # A bug, not bad data: the batch would be stored with rows missing from both store and quarantine.
-        raise GateEvaluationError(
-            f"the gate lost rows for {key}: {rows_checked} checked, {len(passed)} passed, {len(failed)} failed, "
-            f"{len(batch.skipped)} skipped"
+def check_windows(
+    windows: Sequence[tuple[SeriesKey, pd.DataFrame, pd.DataFrame | None]],
+    *,
+    now: datetime,
+    max_failed_fraction: float = 0.01,
+) -> list[GateResult | Exception]:
+    """:func:`check_candles` of several series' windows (``(key, frame, rejects)``), with one Great
+    Expectations run over all windows of one timeframe instead of one run each.
+
+    The union is screened by :data:`~marketkeeper.quality.suite.UNION_CHECKS` (the suite, with open times
+    unique per series): when it holds, every window meets the whole suite, and each window's result is what
+    :func:`check_candles` would return, its summary that of the union's run. When the union fails anywhere, each
+    window of it is judged on its own by :func:`check_candles`, so failing rows are still named exactly.
+
+    :returns: one result per window, in order; the exception instead where a window could not be judged (a
+        malformed frame, an expectation GX could not evaluate), for its caller to raise in its own time.
+    """
+    results: list[GateResult | Exception | None] = [None] * len(windows)
+    prepared: dict[int, _Window] = {}
+    for i, (key, frame, rejects) in enumerate(windows):
+        try:
+            prepared[i] = _Window.of(key, frame, now=now, max_failed_fraction=max_failed_fraction, rejects=rejects)
+        except Exception as exc:  # this window's own failure, handed back to its caller (who raises it)
+            results[i] = exc
+    by_timeframe: dict[str, list[int]] = {}
+    for i, window in prepared.items():
+        by_timeframe.setdefault(str(window.key.timeframe), []).append(i)
+    for members in by_timeframe.values():
+        union = pd.concat([prepared[i].suite.assign(**{SERIES: n}) for n, i in enumerate(members)], ignore_index=True)
+        summary = screen_union(union, prepared[members[0]].parameters) if len(members) > 1 else None
+        for i in members:
+            window = prepared[i]
+            try:
+                if summary is None:
+                    results[i] = window.judged(run_suite(window.suite, window.parameters))
+                else:
+                    screened = {**summary, "union": {"windows": len(members), "rows": len(union)}}
+                    results[i] = window.judged(passed_run(screened))
+            except Exception as exc:  # as above: the window's own outcome
+                results[i] = exc
+    return [r for r in results if r is not None]
+
+
+@dataclass(frozen=True, slots=True)
+class _Window:
+    """A window ready for the suite: the batch as the suite reads it, and what its result is made from."""
+
+    key: SeriesKey
+    now: datetime
+    max_failed_fraction: float
+    batch: Batch
+    rejected: pd.DataFrame
+    suite: pd.DataFrame
+    parameters: dict[str, Any]
+
+    @classmethod
+    def of(
+        cls,
+        key: SeriesKey,
+        frame: pd.DataFrame,
+        *,
+        now: datetime,
+        max_failed_fraction: float,
+        rejects: pd.DataFrame | None,
+    ) -> _Window:
+        now = ensure_utc(now, "now")
+        fraction = _check_fraction(max_failed_fraction)
+        batch = prepare(frame)
+        rejected = rejects_as_failed(rejects, batch.candles.columns)
+        suite, parameters = suite_batch(batch.candles, batch.trade_counts, key.timeframe, now)
+        return cls(key, now, fraction, batch, rejected, suite, parameters)
+
+    def judged(self, checked: SuiteRun) -> GateResult:
+        """The window's result from what the suite found."""
+        key, batch, rejected = self.key, self.batch, self.rejected
+        candles = batch.candles
+        outcomes = (
+            *checked.outcomes,
+            ExpectationOutcome(PARSEABLE_ROW, PARSEABLE_ROW, (), not len(rejected), len(rejected)),
         )
-    return GateResult(
-        key=key,
-        now=now,
-        passed=passed,
-        failed=failed,
-        skipped=batch.skipped,
-        results=outcomes,
-        rows_checked=rows_checked,
-        rows_failed=len(failed),
-        rows_skipped=len(batch.skipped),
-        success=not len(failed),
-        max_failed_fraction=max_failed_fraction,
-        summary=checked.summary,
-    )
+        # The copies of each open time explain a duplicate; counting them costs a pass over the batch, so only
+        # a batch with failing rows pays for it.
+        copies = candles[OPEN_TIME].value_counts() if checked.findings else pd.Series([], dtype="int64")
+        ctx = ExplainContext(key.timeframe, self.now, copies)
+        passed, failed = split(batch, checked.findings, ctx)
+        if len(rejected):
+            failed = pd.concat([failed, rejected], ignore_index=True) if len(failed) else rejected
+
+        rows_checked = len(candles) + len(batch.skipped) + len(rejected)
+        if len(passed) + len(failed) + len(batch.skipped) != rows_checked:
+            # A bug, not bad data: the batch would be stored with rows missing from both store and quarantine.
+            raise GateEvaluationError(
+                f"the gate lost rows for {key}: {rows_checked} checked, {len(passed)} passed, {len(failed)} "
+                f"failed, {len(batch.skipped)} skipped"
+            )
+        return GateResult(
+            key=key,
+            now=self.now,
+            passed=passed,
+            failed=failed,
+            skipped=batch.skipped,
+            results=outcomes,
+            rows_checked=rows_checked,
+            rows_failed=len(failed),
+            rows_skipped=len(batch.skipped),
+            success=not len(failed),
+            max_failed_fraction=self.max_failed_fraction,
+            summary=checked.summary,
+        )
 
 
 def enforce_threshold(

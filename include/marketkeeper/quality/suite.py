@@ -50,7 +50,9 @@ __all__ = [
     "MAX_VALUE",
     "PARSEABLE_ROW",
     "ROW",
+    "SERIES",
     "SUITE_NAME",
+    "UNION_CHECKS",
     "Check",
     "ExpectationOutcome",
     "ExplainContext",
@@ -72,6 +74,8 @@ ALIGNED: Final = "open_time_aligned"
 INTEGRAL: Final = "trade_count_integral"
 #: The suite parameter "latest open time of a closed candle"; ``now`` changes per batch, the suite does not.
 MAX_OPEN_TIME: Final = "max_open_time"
+#: The union batch's column numbering the series (windows) it joins, see :data:`UNION_CHECKS`.
+SERIES: Final = "_mk_series"
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,6 +210,14 @@ def _explain_open(row: Mapping[str, Any], ctx: ExplainContext) -> str:
     )
 
 
+_UNIQUE_OPEN_TIME: Final = Check(
+    "ExpectColumnValuesToBeUnique",
+    "expect_column_values_to_be_unique",
+    (OPEN_TIME,),
+    {"column": OPEN_TIME},
+    _explain_duplicate,
+)
+
 #: The suite, in the order failures are listed. Every check's :attr:`Check.name` is distinct (a test says so):
 #: results are matched back to checks by it.
 CHECKS: Final[tuple[Check, ...]] = (
@@ -235,13 +247,7 @@ CHECKS: Final[tuple[Check, ...]] = (
     _at_least(CLOSE, LOW),
     # Implied by the four above, but "high < low" is the finding a reader looks for.
     _at_least(HIGH, LOW),
-    Check(
-        "ExpectColumnValuesToBeUnique",
-        "expect_column_values_to_be_unique",
-        (OPEN_TIME,),
-        {"column": OPEN_TIME},
-        _explain_duplicate,
-    ),
+    _UNIQUE_OPEN_TIME,
     # GX has no calendar-aware alignment check; the vectorised timeframe helper precomputes it (1w, 1M right).
     Check(
         "ExpectColumnValuesToBeInSet",
@@ -257,6 +263,24 @@ CHECKS: Final[tuple[Check, ...]] = (
         {"column": OPEN_TIME, "max_value": {"$PARAMETER": MAX_OPEN_TIME}},
         _explain_open,
     ),
+)
+
+
+#: The suite over a union of several series' windows of one timeframe (a batch of markets screened in one
+#: run): the same checks, with open times unique per series instead of over the whole union. Every check is
+#: row-wise or per series, so when the union meets all of them each window meets all of :data:`CHECKS`; a
+#: union that fails says nothing about which window, and each is judged on its own again.
+UNION_CHECKS: Final[tuple[Check, ...]] = tuple(
+    Check(
+        "ExpectCompoundColumnsToBeUnique",
+        "expect_compound_columns_to_be_unique",
+        (SERIES, OPEN_TIME),
+        {"column_list": [SERIES, OPEN_TIME]},
+        _explain_duplicate,
+    )
+    if check is _UNIQUE_OPEN_TIME
+    else check
+    for check in CHECKS
 )
 
 

@@ -3,7 +3,10 @@
 the stores opened once and each series' lock taken in turn.
 
 A scheduled run pays a task's fixed cost (process, imports, a Great Expectations context, store connections)
-once per batch instead of once per market. What one task per market gave is kept: a market's failure is its
+once per batch instead of once per market, and :func:`ingest_markets` screens the markets' windows through
+the quality gate in one Great Expectations run (:func:`~marketkeeper.quality.check_windows`) before writing
+each market under its own lock, so a market costs its fetch, its evidence and its write, not a checkpoint run
+of its own. What one task per market gave is kept: a market's failure is its
 own outcome (the others still run; the batch fails at the end naming each failed market and its cause), and
 with a :class:`Checkpoint` each completed market is recorded in the ledger's ``system_events``, so a retry of
 the same task redoes only the markets that did not complete and returns what the earlier try recorded for the
@@ -15,19 +18,23 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from itertools import groupby
-from typing import Any, Final, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
 
 from marketkeeper.errors import MarketkeeperError, StoreUnavailableError, describe
 from marketkeeper.gaps.backfill import BackfillError, BackfillReport
-from marketkeeper.ingest import IngestReport
+from marketkeeper.ingest import DEFAULT_WINDOW, IngestReport, fetch_window, windows
 from marketkeeper.markets import MarketSpec
 from marketkeeper.services.gaps import BackfillRequest, backfill_market
-from marketkeeper.services.ingest import IngestRequest, ingest_series
+from marketkeeper.services.ingest import IngestRequest, ingest_series, series_range
 from marketkeeper.services.markets import market_label
 from marketkeeper.services.policy import LockPolicy
+from marketkeeper.sources.base import CandleSource
 from marketkeeper.store_set import StoreConfig, StoreSet
+
+if TYPE_CHECKING:
+    from marketkeeper.quality import GateResult
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
@@ -208,13 +215,79 @@ def ingest_markets(
 ) -> BatchReport[IngestReport]:
     """:func:`~marketkeeper.services.ingest.ingest_series` for each request, in order, on one set of stores.
 
+    The requests whose range is one window (an hourly run's) are fetched first and screened together
+    (:func:`_screened`); each market is then written under its own lock from its checked window exactly as
+    :func:`~marketkeeper.services.ingest.ingest_series` writes any window (evidence, threshold, lock check,
+    store, Redis). A market whose fetch or check failed is left to ``ingest_series`` to fetch again and fail
+    on its own.
+
     :param checkpoint: record each completed market, and skip those an earlier try of the job recorded.
     """
+    clock = now or datetime.now(UTC)
+    screened = _screened(requests, clock)
 
-    def work(request: IngestRequest) -> Callable[[StoreSet], IngestReport]:
-        return lambda stores: ingest_series(config, request, airflow=airflow, now=now, policy=policy, stores=stores)
+    def work(i: int, request: IngestRequest) -> Callable[[StoreSet], IngestReport]:
+        source, prechecked = screened.get(i, (None, None))
+        return lambda stores: ingest_series(
+            config,
+            request,
+            airflow=airflow,
+            now=clock,
+            policy=policy,
+            stores=stores,
+            source=source,
+            prechecked=prechecked,
+        )
 
-    return _run_batch(config, [(market_label(r.market), work(r)) for r in requests], checkpoint)
+    return _run_batch(config, [(market_label(r.market), work(i, r)) for i, r in enumerate(requests)], checkpoint)
+
+
+Screened = tuple[CandleSource, dict[tuple[datetime, datetime], "GateResult"]]
+
+
+@dataclass(frozen=True)
+class _Fetched:
+    position: int
+    request: IngestRequest
+    source: CandleSource
+    bounds: tuple[datetime, datetime]
+    frame: Any
+    rejects: Any
+
+
+def _screened(requests: Sequence[IngestRequest], now: datetime) -> dict[int, Screened]:
+    """The single-window requests fetched and checked in one gate call, by position: the source each was
+    fetched from and its checked window. A request that spans several windows (a long backfill) is not
+    fetched ahead: it is ingested window by window, its next window fetched while one is written."""
+    from marketkeeper.quality import check_windows
+    from marketkeeper.sources import make_source
+
+    fetched: list[_Fetched] = []
+    for i, request in enumerate(requests):
+        spec = request.market
+        bounds = list(windows(spec.key, *series_range(request), DEFAULT_WINDOW))
+        if len(bounds) != 1:
+            continue
+        try:
+            source = make_source(spec.source, exchange=spec.exchange)
+            frame, rejects = fetch_window(source, spec.key, *bounds[0])
+        except Exception as exc:  # not lost: ingest_series fetches this market again and fails with the cause
+            log.warning("%s: fetch ahead failed (%s); fetched again on its own", spec.key, describe(exc))
+            continue
+        fetched.append(_Fetched(i, request, source, bounds[0], frame, rejects))
+    screened: dict[int, Screened] = {}
+    # One gate call per threshold (each result carries its own); a run's markets share one.
+    for fraction in sorted({f.request.max_failed_fraction for f in fetched}):
+        group = [f for f in fetched if f.request.max_failed_fraction == fraction]
+        results = check_windows(
+            [(f.request.market.key, f.frame, f.rejects) for f in group], now=now, max_failed_fraction=fraction
+        )
+        for item, result in zip(group, results, strict=True):
+            if isinstance(result, Exception):  # not lost either: checked again, and raised, on its own
+                log.warning("%s: check ahead failed (%s)", item.request.market.key, describe(result))
+                continue
+            screened[item.position] = (item.source, {item.bounds: result})
+    return screened
 
 
 def backfill_markets(

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from marketkeeper.ingest import IngestReport, Pipeline
 from marketkeeper.markets import MarketSpec
@@ -17,7 +18,10 @@ from marketkeeper.sources.base import CandleSource
 from marketkeeper.store_set import StoreConfig, StoreSet
 from marketkeeper.timeframes import Timeframe, check_range
 
-__all__ = ["IngestRequest", "closed_in_interval", "ingest_series"]
+if TYPE_CHECKING:
+    from marketkeeper.quality import GateResult
+
+__all__ = ["IngestRequest", "closed_in_interval", "ingest_series", "series_range"]
 
 
 def closed_in_interval(timeframe: Timeframe, start: datetime, end: datetime) -> tuple[datetime, datetime]:
@@ -47,6 +51,14 @@ class IngestRequest:
     max_failed_fraction: float = DEFAULT_MAX_FAILED_FRACTION
 
 
+def series_range(request: IngestRequest) -> tuple[datetime, datetime]:
+    """The open times ``[start, end)`` :func:`ingest_series` ingests for ``request``: its range, clipped to
+    start no earlier than the market's ``first_date``."""
+    start, end = check_range(request.start, request.end)
+    first = request.market.first_time
+    return (start if first is None else min(max(start, first), end)), end
+
+
 def ingest_series(
     config: StoreConfig,
     request: IngestRequest,
@@ -57,6 +69,7 @@ def ingest_series(
     policy: LockPolicy | None = None,
     source: CandleSource | None = None,
     stores: StoreSet | None = None,
+    prechecked: Mapping[tuple[datetime, datetime], GateResult] | None = None,
 ) -> IngestReport:
     """Fetch, check, store and announce the request's candles under the series lock.
 
@@ -67,18 +80,24 @@ def ingest_series(
     :param source: a source built by the caller instead of the market's declared one.
     :param policy: the lock policy (default: :data:`~marketkeeper.services.policy.LOCK_POLICY`).
     :param stores: stores a batch already opened, used instead of opening ``config``'s (and left open).
+    :param prechecked: windows of :func:`series_range` a batch already fetched from ``source`` and checked
+        (see :func:`~marketkeeper.ingest.ingest_range`).
     :raises SeriesLockedError: another writer kept the series past the policy's wait.
     :raises QualityGateError | SourceError | CandleStoreError: as :func:`~marketkeeper.ingest.ingest_range`.
     """
     from marketkeeper.sources import make_source
 
     spec = request.market
-    start, end = check_range(request.start, request.end)
-    if spec.first_time is not None:
-        start = min(max(start, spec.first_time), end)
+    start, end = series_range(request)
     source = source or make_source(spec.source, exchange=spec.exchange)
     with series_writer(config, spec.key, policy, stores=stores) as (opened, lock):
         pipeline = Pipeline.over(
-            opened, source, max_failed_fraction=request.max_failed_fraction, now=now, airflow=airflow, lock=lock
+            opened,
+            source,
+            max_failed_fraction=request.max_failed_fraction,
+            now=now,
+            airflow=airflow,
+            lock=lock,
+            prechecked=prechecked,
         )
         return pipeline.ingest(spec.key, start, end, progress=progress)
