@@ -1,1 +1,1 @@
-"""Airflow plugins of marketkeeper; the ops monitoring page arrives with its issue."""
+"""Airflow plugins of marketkeeper: the ops page and its endpoints (:mod:`marketkeeper_ops`)."""
