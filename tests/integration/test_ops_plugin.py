@@ -108,6 +108,12 @@ def test_status_document_and_health_endpoints(server: AirflowServer) -> None:
     assert influxdb.status_code == 503 and "not configured" in influxdb.json()["error"]
     assert get(server, "/marketkeeper/health/mysql", headers=auth).status_code == 404
 
+    plugins = {p["name"]: p for p in server.api("GET", "/api/v2/plugins")["plugins"]}
+    views = plugins["marketkeeper_ops"]["external_views"]
+    assert [(v["url_route"], v["href"], v["destination"]) for v in views] == [
+        ("marketkeeper-ops", "/marketkeeper/", "nav")
+    ]
+
 
 def test_the_page_in_headless_chromium(server: AirflowServer) -> None:
     from selenium import webdriver
