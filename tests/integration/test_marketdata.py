@@ -88,12 +88,18 @@ def test_candles_come_back_exactly_as_stored_and_cached_reads_equal_them(config:
         first = provider.get_candles(EXCHANGE, "BTC/USDT", "1m", T0, T0 + 6 * HOUR)
         again = provider.get_candles(EXCHANGE, "BTC/USDT", "1m", T0, T0 + 6 * HOUR)
         stats = provider.metrics.snapshot()
+        again.loc[0, "close"] = -1.0
+        pd.testing.assert_frame_equal(provider.get_candles(EXCHANGE, "BTC/USDT", "1m", T0, T0 + 6 * HOUR), expected)
     pd.testing.assert_frame_equal(first, expected)
-    pd.testing.assert_frame_equal(again, expected)
     assert len(first) == 360 and str(first["open_time"].dt.tz) == "UTC"
+    with provider_of(config) as other:  # another process: its first hit comes out of Redis itself
+        shared = other.get_candles(EXCHANGE, "BTC/USDT", "1m", T0, T0 + 6 * HOUR)
+        assert other.metrics.snapshot().cache_local_hits == 0 and other.metrics.snapshot().cache_hits == 1
+    pd.testing.assert_frame_equal(shared, expected)
     # Bit for bit: no float went through text or Decimal on the way.
     assert np.array_equal(first["close"].to_numpy().view(np.int64), expected["close"].to_numpy().view(np.int64))
-    assert (stats.queries, stats.cache_hits, stats.cache_misses, stats.rows_served) == (2, 1, 1, 720)
+    assert (stats.queries, stats.cache_hits, stats.cache_local_hits, stats.cache_misses) == (2, 1, 1, 1)
+    assert stats.rows_served == 720
     assert stats.cache_hit_ratio == 0.5 and stats.latency_p99_ms is not None
 
 

@@ -40,8 +40,9 @@ __all__ = ["create_app"]
 
 log = logging.getLogger(__name__)
 
-#: Bytes of CSV in flight between the store's export thread and the response (8 chunks of up to 64 KiB).
+#: CSV in flight between the store's export thread and the response: 8 chunks of 256 KiB at most.
 _PIPE_CHUNKS: Final = 8
+_PIPE_CHUNK_BYTES: Final = 256 * 1024
 
 
 # Module level: FastAPI reads the endpoints' (string) annotations against this module's names.
@@ -97,7 +98,7 @@ class _Pipe:
 
     def write(self, data: bytes) -> int:
         self._buffer += data
-        if len(self._buffer) >= 1 << 16:
+        if len(self._buffer) >= _PIPE_CHUNK_BYTES:
             self._put(bytes(self._buffer))
             self._buffer.clear()
         return len(data)

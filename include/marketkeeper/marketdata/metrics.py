@@ -23,6 +23,8 @@ class QueryStats:
     errors: int
     rows_served: int
     cache_hits: int
+    #: of the hits, those answered from the provider's memory after the version check
+    cache_local_hits: int
     cache_misses: int
     cache_errors: int
     latency_p50_ms: float | None
@@ -41,6 +43,7 @@ class QueryStats:
             "errors": self.errors,
             "rows_served": self.rows_served,
             "cache_hits": self.cache_hits,
+            "cache_local_hits": self.cache_local_hits,
             "cache_misses": self.cache_misses,
             "cache_errors": self.cache_errors,
             "cache_hit_ratio": self.cache_hit_ratio,
@@ -57,7 +60,7 @@ class QueryMetrics:
         self._lock = threading.Lock()
         self._latencies: deque[float] = deque(maxlen=LATENCY_WINDOW)
         self._queries = self._errors = self._rows = 0
-        self._hits = self._misses = self._cache_errors = 0
+        self._hits = self._local_hits = self._misses = self._cache_errors = 0
 
     def record(self, seconds: float, rows: int, *, failed: bool = False) -> None:
         with self._lock:
@@ -68,10 +71,11 @@ class QueryMetrics:
             else:
                 self._rows += rows
 
-    def cache_lookup(self, *, hit: bool) -> None:
+    def cache_lookup(self, *, hit: bool, local: bool = False) -> None:
         with self._lock:
             if hit:
                 self._hits += 1
+                self._local_hits += local
             else:
                 self._misses += 1
 
@@ -82,7 +86,15 @@ class QueryMetrics:
     def snapshot(self) -> QueryStats:
         with self._lock:
             latencies = np.fromiter(self._latencies, dtype=np.float64)
-            counts = (self._queries, self._errors, self._rows, self._hits, self._misses, self._cache_errors)
+            counts = (
+                self._queries,
+                self._errors,
+                self._rows,
+                self._hits,
+                self._local_hits,
+                self._misses,
+                self._cache_errors,
+            )
         p50 = p95 = p99 = None
         if len(latencies):
             p50, p95, p99 = (float(v) for v in np.percentile(latencies, [50, 95, 99]))

@@ -22,7 +22,7 @@ import pandas as pd
 from marketkeeper.candles import CLOSE, EXPECTED_COUNT, SOURCE_COUNT, VOLUME, open_time_ns
 from marketkeeper.closing import Closing
 from marketkeeper.marketdata import coverage as cov
-from marketkeeper.marketdata.cache import CandleQueryCache
+from marketkeeper.marketdata.cache import DEFAULT_LOCAL_BYTES, CandleQueryCache
 from marketkeeper.marketdata.metrics import QueryMetrics, QueryStats
 from marketkeeper.marketdata.routing import Market, Route, Router
 from marketkeeper.marketdata.signals import Signal, SignalStore, signal_store
@@ -129,6 +129,8 @@ class HistoricalDataProvider(Closing):
     :param cache: use the Redis cache when Redis is configured.
     :param cache_ttl: seconds a cached query lives.
     :param cache_max_entry_bytes: answers above this size are not cached.
+    :param cache_local_bytes: memory for the frames of recent cache entries in this process, served after the
+        version check in Redis (0: every hit moves the answer out of Redis).
     :param clock: the current time (closed buckets, default windows); tests pass a fixed one.
     """
 
@@ -140,6 +142,7 @@ class HistoricalDataProvider(Closing):
         cache: bool = True,
         cache_ttl: float = DEFAULT_CACHE_TTL,
         cache_max_entry_bytes: int = DEFAULT_CACHE_MAX_ENTRY_BYTES,
+        cache_local_bytes: int = DEFAULT_LOCAL_BYTES,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
         if markets is None:
@@ -159,6 +162,7 @@ class HistoricalDataProvider(Closing):
                 self._stores.cache,
                 ttl=cache_ttl,
                 max_entry_bytes=cache_max_entry_bytes,
+                local_bytes=cache_local_bytes,
                 on_lookup=self.metrics.cache_lookup,
                 on_error=self.metrics.cache_error,
             )
