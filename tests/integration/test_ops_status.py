@@ -69,8 +69,9 @@ def test_figures_breaches_and_one_alert_per_breach(config: StoreConfig, now: dat
     engine = create_ledger_engine(config.ledger_url)
     with unit_of_work(engine) as repos:
         repos.quality.add_run(
-            suite="ohlcv", exchange=ETH.exchange, symbol=ETH.symbol, timeframe="1m", range_start=top - timedelta(hours=1),
-            range_end=top, rows_checked=100, rows_failed=5, success=True, dag_id="ohlcv_ingest", run_at=now,
+            suite="ohlcv", exchange=ETH.exchange, symbol=ETH.symbol, timeframe="1m",
+            range_start=top - timedelta(hours=1), range_end=top, rows_checked=100, rows_failed=5, success=True,
+            dag_id="ohlcv_ingest", run_at=now,
         )  # fmt: skip
     engine.dispose()
 
@@ -163,3 +164,43 @@ def test_slo_settings_from_the_environment() -> None:
 
     with pytest.raises(ConfigurationError, match="MARKETKEEPER_SLO_MAX_BACKUP_AGE_DAYS"):
         Slos.from_env({"MARKETKEEPER_SLO_MAX_BACKUP_AGE_DAYS": "soon"})
+
+
+def test_backups_from_the_catalog_their_age_slo_and_metrics(
+    config: StoreConfig, now: datetime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from marketkeeper.ops.metrics import render_metrics
+    from marketkeeper.repositories.backups import BackupRepository
+
+    # A series and a backup store of this test's own: the PostgreSQL ledger is shared by the session.
+    key = SeriesKey.of("opsbackup", "BTC/USDT", "1m")
+    monkeypatch.setenv(
+        "MARKETKEEPER_MARKETS", json.dumps({"markets": [{"exchange": "opsbackup", "symbol": "BTC/USDT"}]})
+    )
+    top = now.replace(second=0)
+    write(config, key, top - timedelta(minutes=30), top)
+    engine = create_ledger_engine(config.ledger_url)
+    with unit_of_work(engine) as repos:
+        backups = BackupRepository(repos.session)
+        run = backups.start(store="ops-ledger", kind="pg_dump-custom", location="file:///backups/ledger-1.dump")
+        backups.succeed(run, size_bytes=10, sha256="0" * 64, location="file:///backups/ledger-1.dump")
+        backups.drilled(run, passed=True, error=None, rto_seconds=1.0, rpo_seconds=1.0, details={})
+    engine.dispose()
+
+    status = ops_status(config, now=now + timedelta(minutes=1), slos=Slos())
+    assert status.backups is not None
+    ledger = next(b for b in status.backups if b.store == "ops-ledger")
+    assert ledger.last_verified_at is not None and ledger.location == "file:///backups/ledger-1.dump"
+    assert ledger.last_drill_status == "verified"
+    assert not [b for b in status.breaches if b.slo == "backup_age" and b.subject == "ops-ledger"]
+    text = render_metrics(status).decode()
+    assert 'marketkeeper_backup_age_seconds{kind="verified",store="ops-ledger"}' in text
+    assert (
+        'marketkeeper_series_freshness_lag_candles{exchange="opsbackup",symbol="BTC/USDT",timeframe="1m"} 1.0' in text
+    )
+    assert 'marketkeeper_store_up{store="ledger"} 1.0' in text
+
+    nine_days = ops_status(config, now=now + timedelta(days=9), slos=Slos())
+    aged = [b for b in nine_days.breaches if b.slo == "backup_age"]
+    assert ("ops-ledger", "high") in [(b.subject, b.severity) for b in aged]
+    assert any("ops-ledger: newest verified backup" in b.message and "older than 8 days" in b.message for b in aged)
