@@ -70,5 +70,52 @@ def downsample(
     )
 
 
+def retention(
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print what would be deleted and held back; delete nothing.")
+    ] = False,
+    market: Annotated[
+        list[str] | None,
+        typer.Option("--market", "-m", help="exchange:symbol[:tf] to apply (repeatable; default all)."),
+    ] = None,
+    wait: WaitOpt = None,
+) -> None:
+    """Delete candles older than each declared timeframe's retention_days, as the ohlcv_retention DAG does.
+
+    Base candles are deleted only where every tier computed from them was computed after their last write;
+    per series it prints the range deleted (or, with --dry-run, that would be), the rows, and anything held
+    back and why.
+    """
+    from marketkeeper.services.markets import declared_markets, select_markets
+    from marketkeeper.services.policy import lock_policy
+    from marketkeeper.services.retention import RetentionItem, apply_retention
+
+    config = store_config()
+    policy = lock_policy() if wait is None else replace(lock_policy(), wait=wait)
+    verb = "would delete" if dry_run else "deleted"
+
+    def shown(item: RetentionItem) -> None:
+        if item.start is None or item.end is None:
+            what = "nothing to delete"
+        else:
+            rows = item.rows if dry_run else item.deleted
+            what = f"{verb} [{item.start.isoformat()}, {item.end.isoformat()}): {rows} candle(s)"
+        typer.echo(f"{item.key} (keep {item.days} days, cut {item.cut.isoformat()}): {what}")
+        for reason in item.held_back:
+            typer.echo(f"  held back {reason}")
+
+    with user_errors():
+        declared = declared_markets()
+        # Retention applies to inactive markets too: their history is kept, and so are its limits.
+        chosen = [m for m in (select_markets(declared, market) if market else declared) if m.retention_days]
+        if not chosen:
+            typer.echo("no market declares retention_days: nothing to do")
+            return
+        report = apply_retention(config, chosen, dry_run=dry_run, policy=policy, progress=shown)
+    total = sum(i.rows for i in report.items) if dry_run else report.deleted
+    typer.echo(f"{verb} {total} candle(s) in {len(report.items)} series ({config.summary})")
+
+
 def register(app: typer.Typer) -> None:
     app.command()(downsample)
+    app.command()(retention)

@@ -86,8 +86,8 @@ class Detection:
     window: tuple[datetime, datetime]
     gaps: list[Gap]
     registry: DetectionReport
-    #: Where the window started from: ``requested start``, ``first_date``, ``first stored candle`` or the
-    #: default horizon.
+    #: Where the window started from: ``requested start``, ``first_date``, ``first stored candle``, the
+    #: default horizon, or the ``retention horizon`` (retention deleted what lies before it).
     origin: str = "requested start"
 
     @property
@@ -167,6 +167,10 @@ def detect_series(
     with unit_of_work(ledger) as repos:
         market = repos.markets.get_or_create(key)
         first, origin = _window_start(key, market, store, start, clock, history_days)
+        # Retention deleted what lies before the horizon on purpose: never a gap, never backfilled again.
+        horizon = repos.tiers.horizon(key)
+        if horizon is not None and first < horizon:
+            first, origin = horizon, "retention horizon"
         window = detection_window(tf, now=clock, first=first)
         if end is not None:
             window = (window[0], max(window[0], min(tf.ceil(ensure_utc(end, "end")), window[1])))
