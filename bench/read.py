@@ -13,7 +13,6 @@ Targets (issue 10): reads >= 0.5x of the fastest raw path, the long read under 5
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import tempfile
@@ -30,6 +29,7 @@ from _common import (
     throwaway_influxdb,
     throwaway_postgresql,
     time_command,
+    user_env,
 )
 from candle_write import KEY, START, make_frame
 from sqlalchemy.engine import make_url
@@ -50,8 +50,7 @@ def cli_argv(rows: int) -> list[str]:
 
 
 def base_env() -> dict[str, str]:
-    drop = ("DATABASE_URL", "INFLUXDB_URL", "INFLUXDB_BUCKET", "INFLUXDB_TOKEN", "REDIS_URL")
-    return {**{k: v for k, v in os.environ.items() if k not in drop}, "GX_ANALYTICS_ENABLED": "False"}
+    return user_env(drop=("DATABASE_URL", "INFLUXDB_URL", "INFLUXDB_BUCKET", "INFLUXDB_TOKEN", "REDIS_URL"))
 
 
 def peak_rss_mb(argv: list[str], env: dict[str, str]) -> float:

@@ -5,7 +5,8 @@ fastest raw path measured in the same run.
 
 The command runs as a whole new process (interpreter start, imports, settings, store round trip, printing),
 once on the SQL store (a throwaway PostgreSQL database, migrated) and once on InfluxDB (a throwaway database),
-with ``REDIS_URL`` set as a deployment sets it. The raw paths: a bare interpreter (``python -c pass``),
+with ``REDIS_URL`` set as a deployment sets it, in a user's environment (``_common.user_env``: Python keeps its
+bytecode cache, which the warm-up run writes). The raw paths: a bare interpreter (``python -c pass``),
 ``psql -c 'select ...'`` of the same day, and one InfluxQL query of it with ``curl``. Best of ``--runs`` after
 one warm-up. Target (issue 10): under 1 s of wall time for each store.
 """
@@ -21,7 +22,16 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from _common import INFLUXDB_URL, Target, fastest, print_machine, report, throwaway_influxdb, throwaway_postgresql
+from _common import (
+    INFLUXDB_URL,
+    Target,
+    fastest,
+    print_machine,
+    report,
+    throwaway_influxdb,
+    throwaway_postgresql,
+    user_env,
+)
 from _common import time_command as run
 from sqlalchemy.engine import make_url
 
@@ -73,8 +83,8 @@ def main() -> int:
     cli = str(Path(sys.executable).with_name("marketkeeper"))
     command = [cli, "candles", "-e", KEY.exchange, "-s", KEY.symbol, "-t", "1m"]
     command += ["--start", DAY.date().isoformat(), "--end", (DAY + timedelta(days=1)).date().isoformat()]
-    base_env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "INFLUXDB_"))}
-    base_env.update(GX_ANALYTICS_ENABLED="False", REDIS_URL=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
+    base_env = user_env(drop=("DATABASE_URL", "INFLUXDB_"))
+    base_env["REDIS_URL"] = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
     frame = one_day()
     timings: dict[str, float] = {}
     with (

@@ -23,7 +23,8 @@ import json, sys
 from typer.testing import CliRunner
 from marketkeeper.cli import app
 result = CliRunner().invoke(app, sys.argv[1:])
-loaded = sorted({name.split(".")[0] for name in sys.modules} & set(json.loads(sys.stdin.read())))
+names = set(sys.modules) | {name.split(".")[0] for name in sys.modules}  # a package, or one of its modules
+loaded = sorted(names & set(json.loads(sys.stdin.read())))
 print(json.dumps({"exit_code": result.exit_code, "output": result.output, "loaded": loaded}))
 """
 
@@ -78,9 +79,20 @@ def test_command_does_not_import_airflow_gx_or_ccxt(args: list[str], env: dict[s
 
 
 def test_candles_on_influxdb_does_not_import_them(env: dict[str, str]) -> None:
-    # A down InfluxDB and Redis: the command fails with one line, having loaded only the stores' own clients.
+    # A down InfluxDB and Redis: the command fails with one line, having loaded only the stores' own clients
+    # (not even the ledger's SQLAlchemy and driver: a candle read from InfluxDB never opens the ledger).
     influx_env = {**env, "INFLUXDB_URL": "http://127.0.0.1:9", "REDIS_URL": "redis://127.0.0.1:9/0"}
-    result = _run(["candles", *SERIES, *DAY], influx_env)
+    result = _run(["candles", *SERIES, *DAY], influx_env, forbidden=(*FORBIDDEN, "sqlalchemy", "psycopg"))
+    assert result["exit_code"] == 1, result["output"]
+    assert result["loaded"] == []
+
+
+def test_candles_from_postgresql_does_not_load_the_orm(env: dict[str, str]) -> None:
+    # A PostgreSQL read streams a COPY: the ORM's mapping of every ledger model is never loaded. (The server
+    # is down here, so the command stops at connecting; the COPY path itself names no table object.)
+    pg_env = {**env, "DATABASE_URL": "postgresql://mk@127.0.0.1:9/mk"}
+    orm = ("sqlalchemy.orm", "marketkeeper.ledger.models.trading")
+    result = _run(["candles", *SERIES, *DAY], pg_env, forbidden=orm)
     assert result["exit_code"] == 1, result["output"]
     assert result["loaded"] == []
 

@@ -9,12 +9,13 @@ column-wise by :mod:`marketkeeper.stores.csv_text`, the text shared with the CSV
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Final, TextIO
+from typing import TYPE_CHECKING, Final, TextIO
 
-import pandas as pd
-
-from marketkeeper.candles import CANDLE_COLUMNS, OPEN_TIME
+from marketkeeper.candles import CANDLE_COLUMNS, COUNT_COLUMNS
 from marketkeeper.stores.csv_text import iso_open_times, value_texts
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["write_json", "write_table"]
 
@@ -36,11 +37,21 @@ def write_json(frames: Iterable[pd.DataFrame], out: TextIO) -> None:
 
 
 def write_table(frames: Iterable[pd.DataFrame], out: TextIO) -> None:
-    """A text table per frame (header on the first), or a line saying the range holds no candles."""
+    """A text table per frame (header on the first), or a line saying the range holds no candles.
+
+    Each column right-aligned, one space apart, with the JSON's text of each value (every digit stored, not
+    ``DataFrame.to_string``'s six decimals, which also cost a tenth of a one-day command's start-up); an absent
+    value is ``NaN`` (a float) or ``<NA>`` (a count), as pandas shows them.
+    """
     first = True
     for frame in frames:
-        shown = frame.assign(**{OPEN_TIME: iso_open_times(frame)})
-        out.write(shown.to_string(index=False, header=first) + "\n")
+        columns = [iso_open_times(frame)]
+        columns += [value_texts(frame, name, "<NA>" if name in COUNT_COLUMNS else "NaN") for name in CANDLE_COLUMNS[1:]]
+        widths = [max(len(name), *map(len, texts)) for name, texts in zip(CANDLE_COLUMNS, columns, strict=True)]
+        row = " ".join(f"{{:>{width}}}" for width in widths).format
+        lines = [row(*CANDLE_COLUMNS)] if first else []
+        lines += map(row, *columns)
+        out.write("\n".join(lines) + "\n")
         first = False
     if first:
         out.write("no candles in that range\n")

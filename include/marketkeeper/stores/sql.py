@@ -22,7 +22,7 @@ import pandas as pd
 import psycopg
 import psycopg.errors
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection, Engine
 
 from marketkeeper.candles import DERIVED_COLUMNS, QUOTE_VOLUME, TRADE_COUNT, SeriesKey
@@ -98,6 +98,8 @@ def _pg_upsert() -> sa.Insert:
 
 
 def _sqlite_upsert() -> sa.Insert:
+    from sqlalchemy.dialects import sqlite  # imported by the SQLite store alone
+
     insert = sqlite.insert(_table())
     set_, where = _upsert_set(insert.excluded)
     return insert.on_conflict_do_update(index_elements=list(_KEY_COLUMNS), set_=set_, where=where)
