@@ -49,8 +49,21 @@ def top() -> datetime:
 
 
 @pytest.fixture(scope="module")
-def server(pg_ledger: str, top: datetime) -> Iterator[AirflowServer]:
-    config = StoreConfig(ledger_url=pg_ledger)
+def ledger() -> Iterator[str]:
+    """A migrated PostgreSQL ledger of this module's own: the page must show only what the test wrote."""
+    from marketkeeper.ledger import migrate
+    from tests.conftest import PG_TEST_DB, _drop_pg_database, _recreate_pg_database
+
+    name = f"{PG_TEST_DB}_ops_ui"
+    url = _recreate_pg_database(name)
+    migrate.upgrade(url)
+    yield url
+    _drop_pg_database(name)
+
+
+@pytest.fixture(scope="module")
+def server(ledger: str, top: datetime) -> Iterator[AirflowServer]:
+    config = StoreConfig(ledger_url=ledger)
     # FRESH: every closed candle up to now, but a 20-candle hole; STALE: ingestion stopped an hour ago.
     write(config, FRESH, top - timedelta(hours=2), top - timedelta(minutes=80))
     write(config, FRESH, top - timedelta(minutes=60), top)
@@ -58,7 +71,7 @@ def server(pg_ledger: str, top: datetime) -> Iterator[AirflowServer]:
     spec = MarketSpec(exchange="uitest", symbol="BTC/USDT", source="synthetic:5")
     detect_gaps(config, spec, start=top - timedelta(hours=2), end=top)
     env = {
-        "DATABASE_URL": pg_ledger,
+        "DATABASE_URL": ledger,
         "REDIS_URL": "redis://127.0.0.1:1/0",
         "AIRFLOW_VAR_MARKETKEEPER_MARKETS": MARKETS,
         "MARKETKEEPER_SLO_MAX_LAG_CANDLES": str(MAX_LAG),
