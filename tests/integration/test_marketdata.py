@@ -5,7 +5,8 @@ write path (ingest, backfill, deletion) and degrades to uncached reads when Redi
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+import tracemalloc
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -268,3 +269,37 @@ def test_diagnostics_report_each_store_and_the_figures(config: StoreConfig) -> N
     assert report["reachable"] is True
     assert [s["store"] for s in report["stores"]] == ["ledger", "influxdb", "redis"]  # type: ignore[union-attr]
     assert report["queries"] == 1 and report["cache_enabled"] is True
+
+
+def test_streaming_a_long_range_holds_a_frame_at_a_time_not_the_range(ledger: str) -> None:
+    config = StoreConfig(ledger_url=ledger)
+    rows = 200_000
+    times = pd.date_range(T0, periods=rows, freq="1min", tz="UTC")
+    walk = 100 + np.cumsum(np.random.default_rng(3).normal(0, 0.1, rows))
+    frame = pd.DataFrame(
+        {"open_time": times, "open": walk, "high": walk + 1, "low": walk - 1, "close": walk, "volume": 1.0}
+    )
+    with StoreSet.open(config) as stores:
+        stores.candles.write(KEY, frame)
+    end = T0 + timedelta(minutes=rows)
+
+    def peak(action: Callable[[], object]) -> int:
+        tracemalloc.start()
+        try:
+            action()
+            return tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    def drain(timeframe: str) -> int:
+        return sum(len(f) for f in provider.iter_candles(EXCHANGE, "BTC/USDT", timeframe, T0, end, chunk_rows=10_000))
+
+    with provider_of(config) as provider:
+        whole = peak(lambda: provider.get_candles(EXCHANGE, "BTC/USDT", "1m", T0, end))
+        streamed = peak(lambda: drain("1m"))
+        resampled = peak(lambda: drain("1h"))
+        # Hours after NOW have not closed yet: the stream and the one-frame read both stop at NOW.
+        assert (
+            drain("1m") == rows and drain("1h") == len(provider.get_candles(EXCHANGE, "BTC/USDT", "1h", T0, end)) == 624
+        )
+    assert streamed * 5 < whole and resampled * 5 < whole, (streamed, resampled, whole)

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.integration
 EXCHANGE = "sigtest"
 T0 = datetime(2024, 5, 6, 12, 0, 0, 123456, tzinfo=UTC)
 # Every character line protocol and InfluxQL treat specially, in each name a signal carries.
-HOSTILE_SYMBOL = "A,B= \"x\"{y}'z"
+HOSTILE_SYMBOL = 'A,B= "x"{y}\'z'
 HOSTILE_SOURCE = "bot'; DROP MEASUREMENT signals; --\\x"
 SPEC = MarketSpec(exchange=EXCHANGE, symbol="BTC/USDT", base_timeframe="1m", source="synthetic")
 

@@ -42,8 +42,9 @@ class Coverage:
     """The coverage of ``key`` over ``[start, end)``, read from ``source`` (``key`` itself unless resampled).
 
     ``gaps`` are the missing candles of ``source`` (never filled by the API); ``incomplete`` the buckets of a
-    derived or resampled ``key`` with ``source_count < expected_count``; ``retention_horizon`` the oldest time
-    retention keeps for this timeframe (``None``: kept forever or no retention declared).
+    derived or resampled ``key`` with ``source_count < expected_count``; ``retention_horizon`` the open time before
+    which retention deleted ``source``'s candles (``None``: it never did), ``retention_days`` how long the
+    declaration keeps that timeframe (``None``: forever).
     """
 
     key: SeriesKey
@@ -55,6 +56,7 @@ class Coverage:
     gaps: tuple[Gap, ...]
     incomplete: tuple[IncompleteBucket, ...]
     retention_horizon: datetime | None
+    retention_days: int | None = None
 
     @property
     def candles(self) -> int:
@@ -85,6 +87,7 @@ class Coverage:
                 for b in self.incomplete
             ],
             "retention_horizon": iso(self.retention_horizon),
+            "retention_days": self.retention_days,
         }
 
 

@@ -380,6 +380,16 @@ class HistoricalDataProvider(Closing):
             incomplete = cov.incomplete_buckets(times, source_tf, tf, closed_before=now)
         elif route.derived:
             incomplete = cov.from_counts(store.read(route.source, start, end))
+        from marketkeeper.repositories import unit_of_work
+
+        with unit_of_work(self._stores.ledger) as repos:
+            horizon = repos.tiers.horizon(route.source)
+        market = self._router.market(exchange, symbol)
+        days = [
+            spec.retention_days[str(source_tf)]
+            for spec in market.specs
+            if str(source_tf) in getattr(spec, "retention_days", {})
+        ]
         return cov.Coverage(
             key=route.key,
             source=route.source,
@@ -389,7 +399,8 @@ class HistoricalDataProvider(Closing):
             stored=cov.stored_ranges(times, source_tf),
             gaps=cov.gaps_of(times, source_tf, start, max(start, closed_end)),
             incomplete=incomplete,
-            retention_horizon=None,
+            retention_horizon=horizon,
+            retention_days=min(days) if days else None,
         )
 
     # --- signals --------------------------------------------------------------------------------------
