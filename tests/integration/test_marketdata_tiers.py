@@ -19,6 +19,7 @@ from marketkeeper.markets import MarketSpec
 from marketkeeper.redis_client import RedisClient
 from marketkeeper.services.downsample import DownsampleRequest, downsample_market
 from marketkeeper.services.ingest import IngestRequest, ingest_series
+from marketkeeper.services.retention import apply_retention
 from marketkeeper.sources import SyntheticSource
 from marketkeeper.store_set import StoreConfig, StoreSet
 from tests.conftest import INFLUXDB_TEST_URL
@@ -50,7 +51,13 @@ def config(request: pytest.FixtureRequest, pg_ledger: str, redis_url: str, prefi
     yield StoreConfig(ledger_url=pg_ledger, influxdb=influxdb, redis=lambda: RedisClient(redis_url, prefix=prefix))
     engine = create_ledger_engine(pg_ledger)
     with engine.begin() as conn:
-        for table in ("quarantined_candles", "data_quality_runs", "candles", "pending_downsamples"):
+        for table in (
+            "quarantined_candles",
+            "data_quality_runs",
+            "candles",
+            "pending_downsamples",
+            "retention_horizons",
+        ):
             conn.execute(sa.text(f"DELETE FROM {table} WHERE exchange = :e"), {"e": EXCHANGE})  # noqa: S608
         conn.execute(sa.text("DELETE FROM markets WHERE exchange = :e"), {"e": EXCHANGE})
     engine.dispose()
@@ -120,3 +127,26 @@ def test_a_read_after_a_downsample_returns_the_recomputed_tier_not_the_cached_on
     with StoreSet.open(config) as stores:
         pd.testing.assert_frame_equal(after, stores.candles.read(TIERED.tier_key("1h"), *day))
     assert after["close"].iloc[3] != before["close"].iloc[3] and hits == 1
+
+
+def test_a_read_after_retention_no_longer_returns_the_deleted_candles(config: StoreConfig) -> None:
+    market = MarketSpec(
+        exchange=EXCHANGE,
+        symbol="ETH/USDT",
+        base_timeframe="1h",
+        source="synthetic:5",
+        derived=[],
+        retention_days={"1h": 30},
+    )
+    first, last = datetime(2024, 4, 28, tzinfo=UTC), datetime(2024, 5, 6, tzinfo=UTC)
+    ingest_series(config, IngestRequest(market, first, last), now=NOW, source=SyntheticSource(5, clock=lambda: NOW))
+    with HistoricalDataProvider(config, markets=[market], clock=lambda: NOW) as provider:
+        assert len(provider.get_candles(EXCHANGE, "ETH/USDT", "1h", first, last)) == 8 * 24
+        assert len(provider.get_candles(EXCHANGE, "ETH/USDT", "1h", first, last)) == 8 * 24  # a cache hit
+        report = apply_retention(config, [market], now=NOW)
+        cut = datetime(2024, 5, 2, tzinfo=UTC)  # 30 days before NOW, on a whole day
+        assert report.items[0].deleted == 4 * 24
+        after = provider.get_candles(EXCHANGE, "ETH/USDT", "1h", first, last)
+        coverage = provider.coverage(EXCHANGE, "ETH/USDT", "1h", first, last)
+    assert after["open_time"].min() == cut and len(after) == 4 * 24
+    assert (coverage.retention_horizon, coverage.retention_days) == (cut, 30)
