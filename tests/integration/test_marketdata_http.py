@@ -118,7 +118,7 @@ def test_every_route_needs_a_valid_key_unless_anonymous_access_is_enabled(
     api: httpx.Client, provider: HistoricalDataProvider
 ) -> None:
     url = str(api.base_url)
-    for path in ("/v1/markets", "/v1/candles", "/v1/coverage", "/v1/signals", "/v1/diagnostics"):
+    for path in ("/v1/markets", "/v1/candles", "/v1/coverage", "/v1/signals", "/v1/diagnostics", "/metrics"):
         missing = httpx.get(url + path)
         wrong = httpx.get(url + path, headers={"Authorization": "Bearer not-" + KEY})
         assert (missing.status_code, wrong.status_code) == (401, 401), path
@@ -197,6 +197,10 @@ def test_coverage_signals_metadata_and_diagnostics(api: httpx.Client, provider: 
     assert meta["last_open_time"] == (T0 + 3 * HOUR - timedelta(minutes=1)).isoformat()
     assert [m["exchange"] + ":" + m["symbol"] for m in markets] == [f"{EXCHANGE}:{SYMBOL}"]
     assert diagnostics["reachable"] is True and diagnostics["queries"] >= 1
+    exposition = api.get("/metrics")
+    assert exposition.headers["content-type"].startswith("text/plain; version=0.0.4")
+    assert "marketkeeper_marketdata_queries_total" in exposition.text
+    assert 'marketkeeper_marketdata_latency_seconds{quantile="0.99"}' in exposition.text
     schema = api.get("/openapi.json").json()
     assert {"/v1/markets", "/v1/candles", "/v1/coverage", "/v1/signals"} <= set(schema["paths"])
     assert api.get("/docs").status_code == 200

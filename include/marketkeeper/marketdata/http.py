@@ -25,7 +25,7 @@ from typing import Annotated, Any, Final, Literal
 
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from marketkeeper.errors import ConfigurationError, MarketkeeperError, StoreUnavailableError, first_line
@@ -254,6 +254,12 @@ def create_app(
     @app.get("/v1/diagnostics", dependencies=auth, summary="Store reachability and query figures")
     def diagnostics() -> dict[str, object]:
         return provider.diagnostics().as_dict()
+
+    @app.get("/metrics", dependencies=auth, summary="The query figures in Prometheus' text format")
+    def metrics() -> Response:
+        from marketkeeper.marketdata.prometheus import CONTENT_TYPE, render_metrics
+
+        return Response(render_metrics(provider.metrics.snapshot()), media_type=CONTENT_TYPE)
 
     return app
 
