@@ -132,6 +132,7 @@ def test_the_page_in_headless_chromium(server: AirflowServer) -> None:
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.wait import WebDriverWait
 
     options = webdriver.ChromeOptions()
     options.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
@@ -140,10 +141,17 @@ def test_the_page_in_headless_chromium(server: AirflowServer) -> None:
     driver = webdriver.Chrome(options=options, service=Service(shutil.which("chromedriver") or "/usr/bin/chromedriver"))
     try:
         driver.get(f"{server.url}/marketkeeper/")
-        assert "uitest" not in driver.page_source  # not logged in yet: refused
-        # Log in as the UI does: the api-server's token in its `_token` cookie.
-        driver.add_cookie({"name": "_token", "value": token(server), "path": "/"})
-        driver.get(f"{server.url}/marketkeeper/")
+        assert "uitest" not in driver.page_source  # not logged in: refused
+        # The nav entry of the Airflow UI sends an anonymous visitor to the login form, then back to the page.
+        driver.get(f"{server.url}/plugin/marketkeeper-ops")
+        WebDriverWait(driver, 60).until(lambda d: d.find_elements(By.NAME, "username"))
+        driver.find_element(By.NAME, "username").send_keys(server.username)
+        driver.find_element(By.NAME, "password").send_keys(server.password)
+        driver.find_element(By.XPATH, "//button[normalize-space()='Sign in']").click()
+        frame = WebDriverWait(driver, 60).until(lambda d: d.find_elements(By.TAG_NAME, "iframe"))[0]
+        assert (frame.get_attribute("src") or "").endswith("/marketkeeper/")
+        driver.switch_to.frame(frame)
+        WebDriverWait(driver, 60).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#series tbody tr"))
         rows = {r.get_attribute("data-series"): r for r in driver.find_elements(By.CSS_SELECTOR, "#series tbody tr")}
         assert set(rows) == {str(FRESH), str(STALE)}
         fresh, stale = rows[str(FRESH)], rows[str(STALE)]
@@ -155,9 +163,11 @@ def test_the_page_in_headless_chromium(server: AirflowServer) -> None:
         assert link is not None and link.endswith("/dags/ohlcv_ingest/runs")
         assert "no backups configured" in driver.find_element(By.ID, "backups").text
         assert "DOWN" in driver.find_element(By.ID, "stores").text  # the unreachable Redis
+        driver.switch_to.default_content()
         SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
         assert driver.save_screenshot(str(SCREENSHOT))
 
+        # The page's own URL, with the session cookie the login set: filtered by status.
         driver.get(f"{server.url}/marketkeeper/?status=stale")
         shown = [r.get_attribute("data-series") for r in driver.find_elements(By.CSS_SELECTOR, "#series tbody tr")]
         assert shown == [str(STALE)]
