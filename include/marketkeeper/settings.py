@@ -121,6 +121,12 @@ class Settings(BaseSettings):
     #: Seconds a cached candle query lives in Redis, and the largest answer (bytes) cached.
     marketkeeper_cache_ttl: float = Field(default=3600.0, gt=0)
     marketkeeper_cache_max_entry_bytes: int = Field(default=64 * 1024 * 1024, ge=1)
+    #: Days ``ledger_maintenance`` keeps the platform's own rows (``marketkeeper maintenance``).
+    marketkeeper_keep_quality_runs_days: int = Field(default=90, ge=1)
+    marketkeeper_keep_quarantined_days: int = Field(default=180, ge=1)
+    marketkeeper_keep_system_events_days: int = Field(default=30, ge=1)
+    marketkeeper_keep_filled_gaps_days: int = Field(default=30, ge=1)
+    marketkeeper_keep_audit_days: int = Field(default=365, ge=1)
 
     @field_validator("database_url", "influxdb_url", mode="before")
     @classmethod

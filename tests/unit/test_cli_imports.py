@@ -43,6 +43,9 @@ COMMANDS = [
     ["gaps", "detect", *SERIES, *DAY, "--dry-run"],
     ["status"],
     ["status", "--json"],
+    ["downsample", "--help"],
+    ["retention", "--dry-run"],
+    ["maintenance", "--dry-run"],
 ]
 
 

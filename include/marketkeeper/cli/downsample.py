@@ -116,6 +116,25 @@ def retention(
     typer.echo(f"{verb} {total} candle(s) in {len(report.items)} series ({config.summary})")
 
 
+def maintenance(
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Count what would be deleted; change nothing.")] = False,
+) -> None:
+    """Delete the ledger's aged platform rows (quality runs, quarantined candles, system events, filled gaps,
+    audit rows; ages from MARKETKEEPER_KEEP_*_DAYS) in small batches and VACUUM (ANALYZE) the tables that churn
+    (PostgreSQL), as the ledger_maintenance DAG does."""
+    from marketkeeper.services.maintenance import maintain_ledger
+
+    config = store_config()
+    with user_errors():
+        report = maintain_ledger(config, dry_run=dry_run)
+    verb = "would delete" if dry_run else "deleted"
+    for name, table in report.tables.items():
+        typer.echo(f"{name}: {verb} {table['rows']} row(s) older than {table['keep_days']} days")
+    vacuumed = ", ".join(report.vacuumed) or "nothing (SQLite: no VACUUM)"
+    typer.echo(f"{'would vacuum' if dry_run else 'vacuumed'}: {vacuumed}")
+
+
 def register(app: typer.Typer) -> None:
     app.command()(downsample)
     app.command()(retention)
+    app.command()(maintenance)
