@@ -142,6 +142,64 @@ def test_a_failing_market_leaves_the_others_written_and_a_retry_redoes_only_it(
     assert quality_runs(ledger) == {"AAA/USDT": 2, "FAIL/USDT": 2, "CCC/USDT": 2}
 
 
+def test_a_batch_is_screened_in_one_gate_run_and_a_bad_candle_is_quarantined_in_its_own_market_only(
+    ledger: sa.Engine, ledger_url: str, tmp_path: Path
+) -> None:
+    files = tmp_path / "klines"
+    kline_file(files, "BAD/USDT")
+    path = files / f"BADUSDT-1m-{HOUR:%Y-%m-%d}.csv"
+    lines = path.read_text().splitlines()
+    row = 3 * 60 + 7  # 03:07, inside the hour ingested
+    fields = lines[row].split(",")
+    fields[2], fields[3] = "0.5", "1.0"  # high 0.5 below low 1.0 (and below open and close)
+    lines[row] = ",".join(fields)
+    path.write_text("\n".join(lines) + "\n")
+    clean = [
+        {"exchange": EXCHANGE, "symbol": s, "source": f"synthetic:{i}"} for i, s in enumerate(["AAA/USDT", "CCC/USDT"])
+    ]
+    bad = {"exchange": EXCHANGE, "symbol": "BAD/USDT", "source": f"files:{files}"}
+    config = StoreConfig(ledger_url=ledger_url)
+
+    def requests(specs: list[dict[str, Any]]) -> list[IngestRequest]:
+        return [IngestRequest(MarketSpec.model_validate(m), HOUR, END, max_failed_fraction=0.05) for m in specs]
+
+    def evidence() -> dict[str, tuple[int, int, Any]]:
+        with ledger.connect() as conn:
+            rows = conn.execute(
+                sa.select(DataQualityRun.symbol, DataQualityRun.rows_checked, DataQualityRun.rows_failed,
+                          DataQualityRun.results).where(DataQualityRun.exchange == EXCHANGE)
+            ).all()  # fmt: skip
+        return {str(r[0]): (int(r[1]), int(r[2]), r[3]["gx"].get("union")) for r in rows}
+
+    # Clean markets: one run over both windows is every market's evidence.
+    assert ingest_markets(config, requests(clean)).failed == []
+    union = {"windows": 2, "rows": 120}
+    assert evidence() == {"AAA/USDT": (60, 0, union), "CCC/USDT": (60, 0, union)}
+
+    # One bad candle in the union: each window is judged alone, the bad one's row named exactly.
+    with ledger.begin() as conn:
+        conn.execute(sa.text(f"DELETE FROM data_quality_runs WHERE exchange = '{EXCHANGE}'"))  # noqa: S608
+    report = ingest_markets(config, requests([clean[0], bad, clean[1]]))
+    assert report.failed == []
+    assert [(o.report.written, o.report.quarantined) for o in report.outcomes if o.report] == [
+        (60, 0),
+        (59, 1),
+        (60, 0),
+    ]
+    assert evidence() == {"AAA/USDT": (60, 0, None), "BAD/USDT": (60, 1, None), "CCC/USDT": (60, 0, None)}
+    with ledger.connect() as conn:
+        quarantined = conn.execute(
+            sa.text("SELECT symbol, open_time, failed_expectation FROM quarantined_candles WHERE exchange = :e"),
+            {"e": EXCHANGE},
+        ).all()
+    [(symbol, opened, failed)] = quarantined
+    assert (symbol, opened) == ("BAD/USDT", HOUR + timedelta(minutes=7))
+    assert "expect_column_pair_values_a_to_be_greater_than_b(high, low)" in failed
+    store = SQLCandleStore(ledger)
+    bad_key = SeriesKey.of(EXCHANGE, "BAD/USDT", "1m")
+    assert store.count(bad_key, HOUR, END) == 59
+
+
 # --- the same through a real Airflow -------------------------------------------------------------------
 
 
