@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -210,3 +211,31 @@ def test_backups_from_the_catalog_their_age_slo_and_metrics(
     aged = [b for b in nine_days.breaches if b.slo == "backup_age"]
     assert ("ops-ledger", "high") in [(b.subject, b.severity) for b in aged]
     assert any("ops-ledger: newest verified backup" in b.message and "older than 8 days" in b.message for b in aged)
+
+
+def test_figures_from_the_influxdb_candle_store_and_a_dead_influxdb(
+    pg_ledger: str, influxdb_client: Any, monkeypatch: pytest.MonkeyPatch, now: datetime
+) -> None:
+    from marketkeeper.influxdb import InfluxDBClient
+    from tests.conftest import INFLUXDB_TEST_DB, INFLUXDB_TEST_URL
+
+    key = SeriesKey.of("opsinflux", "BTC/USDT", "1m")
+    monkeypatch.setenv(
+        "MARKETKEEPER_MARKETS", json.dumps({"markets": [{"exchange": "opsinflux", "symbol": "BTC/USDT"}]})
+    )
+    config = StoreConfig(
+        ledger_url=pg_ledger, influxdb=lambda: InfluxDBClient(INFLUXDB_TEST_URL, database=INFLUXDB_TEST_DB)
+    )
+    top = now.replace(second=0)
+    write(config, key, top - timedelta(minutes=30), top - timedelta(minutes=4))
+    status = ops_status(config, now=now, slos=Slos())
+    (figures,) = status.series
+    assert (figures.last_candle, figures.lag_candles, figures.status) == (top - timedelta(minutes=5), 4, "stale")
+    assert [s.store for s in status.stores if s.ok and s.configured] == ["ledger", "influxdb"]
+
+    dead = StoreConfig(
+        ledger_url=pg_ledger, influxdb=lambda: InfluxDBClient("http://127.0.0.1:1", database="x", max_retries=0)
+    )
+    down = ops_status(dead, now=now, slos=Slos())
+    assert down.series[0].status == "error" and "influxdb down" in (down.series[0].error or "")
+    assert ("store_up", "influxdb") in {(b.slo, b.subject) for b in down.breaches}
