@@ -45,6 +45,7 @@ __all__ = [
     "restore_backup",
     "run_backup",
     "run_backups",
+    "select_stores",
     "verify_backup",
 ]
 
@@ -135,7 +136,11 @@ def configured_stores(config: StoreConfig) -> list[str]:
     ]
 
 
-def _check_stores(config: StoreConfig, stores: Sequence[str] | None) -> list[str]:
+def select_stores(config: StoreConfig, stores: Sequence[str] | None = None) -> list[str]:
+    """``stores`` checked against this deployment (unknown or unconfigured: an error), or every configured one.
+
+    :raises ConfigurationError: a store is unknown or not configured.
+    """
     if not stores:
         return configured_stores(config)
     unknown = [s for s in stores if s not in STORES]
@@ -210,7 +215,7 @@ def run_backup(
     :raises ConfigurationError: ``store`` is unknown or not configured.
     """
     settings = settings or BackupSettings()
-    (store,) = _check_stores(config, [store])
+    (store,) = select_stores(config, [store])
     target = _destination(settings, destination)
     with StoreSet.open(config) as stores:
         with unit_of_work(stores.ledger) as repos:
@@ -263,7 +268,7 @@ def run_backups(
 ) -> list[BackupOutcome | BackupError]:
     """Back up each of ``stores`` (default: every configured one); each store's failure is its own outcome."""
     outcomes: list[BackupOutcome | BackupError] = []
-    for store in _check_stores(config, stores):
+    for store in select_stores(config, stores):
         try:
             outcomes.append(run_backup(config, store, settings=settings, destination=destination))
         except BackupError as exc:
@@ -337,7 +342,7 @@ def drill_store(
     :raises BackupError: the store has no complete backup to drill.
     """
     settings = settings or BackupSettings()
-    (store,) = _check_stores(config, [store])
+    (store,) = select_stores(config, [store])
     target = _destination(settings, destination)
     with StoreSet.open(config) as stores:
         with unit_of_work(stores.ledger) as repos:
@@ -391,7 +396,7 @@ def drill_stores(
 ) -> list[DrillOutcome | BackupError]:
     """Drill each of ``stores`` (default: every configured one); each store's failure is its own outcome."""
     outcomes: list[DrillOutcome | BackupError] = []
-    for store in _check_stores(config, stores):
+    for store in select_stores(config, stores):
         try:
             outcomes.append(drill_store(config, store, settings=settings, destination=destination))
         except BackupError as exc:
