@@ -212,8 +212,11 @@ def main() -> None:
                     database = client.database
                     from marketkeeper.influxdb import InfluxDBClient
 
+                    # A year in one chunked query: a loaded machine's InfluxDB can pause longer than the 10 s default.
                     influx = StoreConfig(
-                        ledger_url=url, influxdb=lambda: InfluxDBClient(client.url, database=database), redis=redis_of
+                        ledger_url=url,
+                        influxdb=lambda: InfluxDBClient(client.url, database=database, timeout=300),
+                        redis=redis_of,
                     )
                     targets += run("InfluxDB", influx, args.rows, args.repeat, args.threads, args.reads)
     finally:

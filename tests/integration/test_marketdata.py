@@ -4,6 +4,7 @@ write path (ingest, backfill, deletion) and degrades to uncached reads when Redi
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import tracemalloc
 from collections.abc import Callable, Iterator
@@ -18,7 +19,12 @@ from marketkeeper.candle_cache import CandleCache
 from marketkeeper.candles import SeriesKey
 from marketkeeper.influxdb import InfluxDBClient
 from marketkeeper.ledger import create_ledger_engine
-from marketkeeper.marketdata import HistoricalDataProvider, UnknownMarketError, UnknownTimeframeError
+from marketkeeper.marketdata import (
+    AsyncHistoricalDataProvider,
+    HistoricalDataProvider,
+    UnknownMarketError,
+    UnknownTimeframeError,
+)
 from marketkeeper.markets import MarketSpec
 from marketkeeper.redis_client import RedisClient
 from marketkeeper.services.gaps import BackfillRequest, backfill_market
@@ -303,3 +309,33 @@ def test_streaming_a_long_range_holds_a_frame_at_a_time_not_the_range(ledger: st
             drain("1m") == rows and drain("1h") == len(provider.get_candles(EXCHANGE, "BTC/USDT", "1h", T0, end)) == 624
         )
     assert streamed * 5 < whole and resampled * 5 < whole, (streamed, resampled, whole)
+
+
+def test_the_asyncio_twin_answers_as_the_sync_provider_with_calls_overlapping(config: StoreConfig) -> None:
+    ingest(config, SPEC, T0, T0 + 2 * HOUR)
+    ingest(config, HOURLY, T0, T0 + 24 * HOUR)
+
+    async def main() -> tuple[list[pd.DataFrame], list[pd.DataFrame], int]:
+        async with AsyncHistoricalDataProvider(provider_of(config), max_workers=4) as md:
+            answers = await asyncio.gather(
+                md.get_candles(EXCHANGE, "BTC/USDT", "1m", T0, T0 + 2 * HOUR),
+                md.get_candles(EXCHANGE, "BTC/USDT", "1h", T0, T0 + 2 * HOUR),
+                md.get_candles(EXCHANGE, "ETH/USDT", "1d", T0, T0 + 24 * HOUR),
+            )
+            frames = [f async for f in md.iter_candles(EXCHANGE, "BTC/USDT", "1m", T0, T0 + 2 * HOUR, chunk_rows=50)]
+            with pytest.raises(UnknownMarketError):
+                await md.get_candles(EXCHANGE, "DOGE/USDT", "1m", T0, T0 + HOUR)
+            return list(answers), frames, (await md.diagnostics()).stats.queries
+
+    answers, frames, queries = asyncio.run(main())
+    with provider_of(config) as sync:
+        expected = [
+            sync.get_candles(EXCHANGE, "BTC/USDT", "1m", T0, T0 + 2 * HOUR),
+            sync.get_candles(EXCHANGE, "BTC/USDT", "1h", T0, T0 + 2 * HOUR),
+            sync.get_candles(EXCHANGE, "ETH/USDT", "1d", T0, T0 + 24 * HOUR),
+        ]
+    for got, want in zip(answers, expected, strict=True):
+        pd.testing.assert_frame_equal(got, want)
+    assert [len(f) for f in frames] == [50, 50, 20]
+    pd.testing.assert_frame_equal(pd.concat(frames, ignore_index=True), expected[0])
+    assert queries == 5

@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 #: CSV in flight between the store's export thread and the response: 8 chunks of 256 KiB at most.
 _PIPE_CHUNKS: Final = 8
 _PIPE_CHUNK_BYTES: Final = 256 * 1024
+_STALLED: Final = 300.0
 
 
 # Module level: FastAPI reads the endpoints' (string) annotations against this module's names.
@@ -104,7 +105,10 @@ class _Pipe:
         return len(data)
 
     def _put(self, item: bytes | BaseException | None) -> None:
-        while not self._closed.is_set():
+        # A reader that stopped taking chunks without closing (a dropped connection whose iterator was never
+        # closed) frees the export, and its store connection, after _STALLED seconds.
+        deadline = time.monotonic() + _STALLED
+        while not self._closed.is_set() and time.monotonic() < deadline:
             try:
                 self._chunks.put(item, timeout=0.5)
                 return
