@@ -224,6 +224,7 @@ def test_a_flipped_byte_is_caught_by_verify_and_by_the_drill(ledger: str, destin
     assert _overview(config)["ledger"].last_drill_status == "drill_failed"  # type: ignore[attr-defined]
 
 
+@pytest.mark.filterwarnings("ignore:UPath 'fulldisk' filesystem not explicitly implemented")
 def test_a_destination_failing_mid_write_gives_a_failed_row(ledger: str) -> None:
     import fsspec
     from airflow.sdk.io import attach
