@@ -5,6 +5,7 @@ status`` as a user runs it."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -239,3 +240,24 @@ def test_figures_from_the_influxdb_candle_store_and_a_dead_influxdb(
     down = ops_status(dead, now=now, slos=Slos())
     assert down.series[0].status == "error" and "influxdb down" in (down.series[0].error or "")
     assert ("store_up", "influxdb") in {(b.slo, b.subject) for b in down.breaches}
+
+
+def test_a_failed_notification_is_sent_again_not_lost(config: StoreConfig, now: datetime) -> None:
+    from marketkeeper.services.status import deliver_alerts
+
+    monkey_key = SeriesKey.of("opsnotify", "BTC/USDT", "1m")
+    breach = Breach("freshness", str(monkey_key), "high", "opsnotify: no candle stored", None)
+    status = ops_status(config, now=now, slos=Slos())
+    sync_alerts(config, replace(status, breaches=[breach]))
+    batches: list[list[str]] = []
+
+    def smtp_down(alerts: list[dict[str, Any]]) -> None:
+        raise ConnectionRefusedError("smtp down")
+
+    with pytest.raises(ConnectionRefusedError):
+        deliver_alerts(config, smtp_down)
+    assert deliver_alerts(config, lambda alerts: batches.append([str(a["key"]) for a in alerts])) >= 1
+    assert f"freshness:{monkey_key}" in batches[0]
+    assert deliver_alerts(config, lambda alerts: batches.append([str(a["key"]) for a in alerts])) == 0
+    assert len(batches) == 1  # delivered once, then never again while open
+    sync_alerts(config, replace(status, breaches=[]))

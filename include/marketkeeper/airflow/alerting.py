@@ -9,7 +9,8 @@ Notifications are Airflow notifiers configured by connection and off until the c
 * ``marketkeeper_alerts_webhook`` (any type; ``host`` is the full URL, or host/port/schema/``extra.path``):
   one JSON ``POST`` per evaluation that opened or resolved alerts, through :class:`WebhookNotifier`.
 
-An alert is written before anything is sent, so a notifier that fails fails the task but loses no alert.
+An alert is written before anything is sent and marked delivered only once every notifier took it: a notifier
+that fails fails the task, and the next evaluation (or task failure) sends the alert again.
 """
 
 from __future__ import annotations
@@ -18,11 +19,15 @@ import html
 import logging
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from airflow.sdk import BaseNotifier
 
+from marketkeeper.airflow.dag_glue import fail_fast
 from marketkeeper.airflow.stores import NOT_CONFIGURED, get_optional_connection
+
+if TYPE_CHECKING:
+    from marketkeeper.store_set import StoreConfig
 
 __all__ = ["SMTP_CONN_ID", "WEBHOOK_CONN_ID", "WebhookNotifier", "evaluate_and_alert", "record_task_failure"]
 
@@ -129,10 +134,30 @@ def notify(
 _SEVERITY_ORDER: Final = {"low": 0, "medium": 1, "high": 2, "critical": 3}
 
 
+def _configured() -> bool:
+    return any(get_optional_connection(c) is not NOT_CONFIGURED for c in (SMTP_CONN_ID, WEBHOOK_CONN_ID))
+
+
+def _deliver(config: StoreConfig, resolved: Sequence[str], *, context: Mapping[str, Any], source: str) -> list[str]:
+    """Send every open alert not delivered yet (the new ones, and any a failed notifier left) and ``resolved``;
+    they are marked delivered only once every notifier took them (:func:`deliver_alerts`)."""
+    from marketkeeper.services.status import deliver_alerts
+
+    if not _configured():
+        return []  # nothing is marked: alerts still open are sent once a notifier is configured
+    sent: list[str] = []
+    with fail_fast():
+        delivered = deliver_alerts(
+            config, lambda alerts: sent.extend(notify(alerts, resolved, context=context, source=source))
+        )
+        if not delivered and resolved:
+            sent.extend(notify([], resolved, context=context, source=source))
+    return sent
+
+
 def evaluate_and_alert(context: Mapping[str, Any]) -> dict[str, Any]:
     """The ``ops_monitor`` task: measure (:func:`~marketkeeper.services.status.ops_status`), bring the
     ``alerts`` table in step (:func:`~marketkeeper.services.status.sync_alerts`) and notify what changed."""
-    from marketkeeper.airflow.dag_glue import fail_fast
     from marketkeeper.airflow.ingestion import declared_override
     from marketkeeper.airflow.stores import store_config
     from marketkeeper.services.status import ops_status, sync_alerts
@@ -145,9 +170,7 @@ def evaluate_and_alert(context: Mapping[str, Any]) -> dict[str, Any]:
         log.warning("new alert [%s] %s", breach.severity, breach.message)
     for key in changes.resolved:
         log.info("resolved %s", key)
-    opened = [b.as_dict() for b in changes.opened]
-    with fail_fast():
-        sent = notify(opened, changes.resolved, context=context, source="ops_monitor: SLO breaches")
+    sent = _deliver(config, changes.resolved, context=context, source="ops_monitor: SLO breaches")
     return {**changes.as_dict(), "notified": sent, "breaches": len(status.breaches)}
 
 
@@ -165,33 +188,19 @@ def record_task_failure(context: Mapping[str, Any]) -> None:
     subject = f"{ti.dag_id}.{task}"
     exception = context.get("exception")
     cause = first_line(exception) if isinstance(exception, BaseException) else str(exception or "unknown cause")
-    key = f"task:{subject}:{ti.run_id}"
-    now = datetime.now(UTC)
     details = {"dag_id": ti.dag_id, "task_id": ti.task_id, "run_id": ti.run_id, "map_index": map_index}
     config = store_config()
     engine = create_ledger_engine(config.ledger_url)
     try:
         with unit_of_work(engine) as repos:
-            alert = repos.alerts.open_task_failure(
-                key=key,
+            repos.alerts.open_task_failure(
+                key=f"task:{subject}:{ti.run_id}",
                 subject=subject,
                 title=f"task failed: {subject}",
                 message=f"{subject} failed in run {ti.run_id}: {cause}",
                 details=details,
-                at=now,
+                at=datetime.now(UTC),
             )
     finally:
         engine.dispose()
-    if alert is None:
-        return
-    opened = [
-        {
-            "slo": "task_failed",
-            "subject": subject,
-            "severity": "high",
-            "message": f"{subject} failed in run {ti.run_id}: {cause}",
-            "since": now.isoformat(),
-            "key": key,
-        }
-    ]
-    notify(opened, [], context=context, source=f"task failure in {ti.dag_id}")
+    _deliver(config, [], context=context, source=f"task failure in {ti.dag_id}")

@@ -91,6 +91,17 @@ class AlertRepository(Repository[Alert]):
             statement = statement.where(Alert.alert_type == alert_type)
         return self._all(statement)
 
+    def unsent(self) -> builtins.list[Alert]:
+        """The open operator alerts no notifier has delivered yet (``metadata.notified_at`` unset), oldest first."""
+        rows = self.open_operator()
+        return sorted((a for a in rows if not (a.extra_metadata or {}).get("notified_at")), key=lambda a: a.timestamp)
+
+    def mark_sent(self, alerts: Iterable[Alert], *, at: datetime) -> None:
+        """Record that ``alerts`` were delivered at ``at``."""
+        for alert in alerts:
+            alert.extra_metadata = {**(alert.extra_metadata or {}), "notified_at": at.isoformat()}
+        self._flush("update")
+
     def open_slo_alert(self, breach: Breach, *, at: datetime) -> Alert:
         """Record a new breach as an open operator alert.
 

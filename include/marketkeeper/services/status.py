@@ -10,10 +10,10 @@ Figures per series come from the declared markets (:mod:`marketkeeper.services.m
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from marketkeeper.errors import MarketkeeperError, first_line
 from marketkeeper.ops.figures import BackupFigures, Breach, OpsStatus, SeriesFigures
@@ -23,7 +23,7 @@ from marketkeeper.store_set import StoreConfig
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
-__all__ = ["AlertSync", "ops_status", "sync_alerts"]
+__all__ = ["AlertSync", "deliver_alerts", "ops_status", "sync_alerts"]
 
 log = logging.getLogger(__name__)
 
@@ -209,5 +209,43 @@ def sync_alerts(config: StoreConfig, status: OpsStatus) -> AlertSync:
             gone = sorted(open_keys - set(current))
             repos.alerts.resolve(gone, at=status.generated_at)
             return AlertSync(opened=opened, resolved=gone, still_open=sorted(open_keys & set(current)))
+    finally:
+        engine.dispose()
+
+
+def deliver_alerts(config: StoreConfig, send: Callable[[list[dict[str, Any]]], object]) -> int:
+    """Hand every open operator alert not delivered yet to ``send`` (the notifiers), then mark them delivered.
+
+    In one transaction: when ``send`` raises (an SMTP server or webhook down), nothing is marked and the next
+    call (the next evaluation or task failure) sends them again, so a failed notification is retried, not lost.
+
+    :param send: called once with the alerts as dicts (``key``, ``slo``, ``subject``, ``severity``, ``message``,
+        ``since``), only when there is something to send.
+    :returns: how many alerts were delivered.
+    """
+    from marketkeeper.ledger import create_ledger_engine
+    from marketkeeper.repositories import unit_of_work
+
+    engine = create_ledger_engine(config.ledger_url)
+    try:
+        with unit_of_work(engine) as repos:
+            pending = repos.alerts.unsent()
+            if not pending:
+                return 0
+            send(
+                [
+                    {
+                        "key": a.key,
+                        "slo": (a.extra_metadata or {}).get("slo", a.alert_type),
+                        "subject": a.subject,
+                        "severity": str(a.severity),
+                        "message": a.message,
+                        "since": None if a.since is None else a.since.isoformat(),
+                    }
+                    for a in pending
+                ]
+            )
+            repos.alerts.mark_sent(pending, at=datetime.now(UTC))
+            return len(pending)
     finally:
         engine.dispose()
