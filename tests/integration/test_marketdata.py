@@ -175,6 +175,8 @@ def test_metadata_names_the_declaration_first_last_and_30_day_figures(config: St
     assert (meta.min_close, meta.max_close) == (frame["close"].min(), frame["close"].max())
     assert meta.volume == pytest.approx(frame["volume"].sum())
     assert meta.as_dict()["timeframes"][0] == "1h"
+    with provider_of(config) as provider:
+        assert provider.metadata("mdtest:ETH/USDT") == meta
 
 
 # --- never stale -----------------------------------------------------------------------------------------

@@ -54,7 +54,7 @@ class AsyncHistoricalDataProvider:
     async def markets(self) -> list[Market]:
         return await self._run(self.provider.markets)
 
-    async def metadata(self, exchange: str, symbol: str) -> MarketMetadata:
+    async def metadata(self, exchange: str, symbol: str | None = None) -> MarketMetadata:
         return await self._run(self.provider.metadata, exchange, symbol)
 
     async def get_candles(

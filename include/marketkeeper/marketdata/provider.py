@@ -204,11 +204,14 @@ class HistoricalDataProvider(Closing):
             return self._router.resampled(self._router.market(exchange, symbol), route.key.timeframe)
         return route
 
-    def metadata(self, exchange: str, symbol: str) -> MarketMetadata:
+    def metadata(self, exchange: str, symbol: str | None = None) -> MarketMetadata:
         """The market's declaration and its finest series' first/last candle and 30-day figures.
 
+        :param exchange: the exchange, or the whole market as ``exchange:symbol`` (then no ``symbol``).
         :raises UnknownMarketError: naming the declared markets.
         """
+        if symbol is None:
+            exchange, _, symbol = exchange.partition(":")
         market = self._router.market(exchange, symbol)
         key = market.finest
         store = self._stores.candles
