@@ -13,8 +13,6 @@ import contextlib
 import logging
 import tempfile
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +21,7 @@ from marketkeeper.backups.config import BackupSettings
 from marketkeeper.backups.destination import Destination
 from marketkeeper.backups.drill import run_drill
 from marketkeeper.backups.errors import BackupError, ChecksumMismatchError, DrillFailedError
+from marketkeeper.backups.outcomes import BackupOutcome, DrillOutcome, PrunePlan
 from marketkeeper.backups.rotation import Candidate, plan_rotation
 from marketkeeper.errors import ConfigurationError, first_line
 from marketkeeper.ledger.models import BackupRun, BackupStatus
@@ -53,77 +52,6 @@ log = logging.getLogger(__name__)
 
 #: Every store that can be backed up, in the order they run.
 STORES = ("ledger", "influxdb", "redis")
-
-
-@dataclass(frozen=True)
-class BackupOutcome:
-    """One ``backup_runs`` row as the CLI, the DAGs and JSON show it."""
-
-    id: int
-    store: str
-    kind: str
-    status: str
-    started_at: datetime
-    finished_at: datetime | None
-    size: int | None
-    sha256: str | None
-    location: str
-    tool_version: str | None
-    server_version: str | None
-    error: str | None
-    drilled_at: datetime | None
-    drill_error: str | None
-    rto_seconds: float | None
-    rpo_seconds: float | None
-
-    @classmethod
-    def of(cls, run: BackupRun) -> BackupOutcome:
-        return cls(
-            id=run.id,
-            store=run.store,
-            kind=run.kind,
-            status=str(run.status),
-            started_at=run.started_at,
-            finished_at=run.finished_at,
-            size=run.size_bytes,
-            sha256=run.sha256,
-            location=run.location,
-            tool_version=run.tool_version,
-            server_version=run.server_version,
-            error=run.error,
-            drilled_at=run.drilled_at,
-            drill_error=run.drill_error,
-            rto_seconds=run.rto_seconds,
-            rpo_seconds=run.rpo_seconds,
-        )
-
-    def as_dict(self) -> dict[str, Any]:
-        """JSON-able (times as ISO 8601)."""
-        return {name: value.isoformat() if isinstance(value, datetime) else value for name, value in vars(self).items()}
-
-
-@dataclass(frozen=True)
-class DrillOutcome:
-    """How the drill of one store's newest backup went."""
-
-    store: str
-    backup_id: int
-    passed: bool
-    error: str | None
-    rto_seconds: float | None
-    rpo_seconds: float
-
-    def as_dict(self) -> dict[str, Any]:
-        return dict(vars(self))
-
-
-@dataclass(frozen=True)
-class PrunePlan:
-    """What rotation keeps and deletes (``deleted`` is what it would delete, with ``dry_run``)."""
-
-    kept: tuple[BackupOutcome, ...]
-    deleted: tuple[BackupOutcome, ...]
-    dry_run: bool
 
 
 # --- wiring -------------------------------------------------------------------------------------------------
