@@ -93,6 +93,11 @@ with StoreSet.from_settings(get_settings()) as stores:
     for spec in load_markets("include/config/demo_markets.yaml"):
         n = stores.candles.count(spec.key, start, end)
         print(f"  {spec.key}: {n} candles in [{start:%Y-%m-%d}, {end:%Y-%m-%d}) (expected {spec.key.timeframe.count(start, end)})")
+        # Derived tiers (ohlcv_downsample's reconciliation pass computed them from the 1m candles).
+        for tier in [t for t in spec.tiers if str(t) in ("1h", "1d")]:
+            derived = stores.candles.read(spec.tier_key(tier), start, end)
+            complete = int((derived["source_count"] == derived["expected_count"]).sum())
+            print(f"    {tier}: {len(derived)} candles ({complete} complete) of {tier.count(start, end)} buckets")
     with stores.ledger.connect() as conn:
         runs = conn.scalar(sa.select(sa.func.count()).select_from(DataQualityRun))
         quarantined = conn.scalar(sa.select(sa.func.count()).select_from(QuarantinedCandle))

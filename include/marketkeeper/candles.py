@@ -146,6 +146,8 @@ def normalize_frame(df: pd.DataFrame) -> pd.DataFrame:
 
     :raises CandleFrameError: naming the missing columns or the column that cannot be converted.
     """
+    if _is_canonical(df):
+        return df.copy(deep=False)  # already canonical (a store's read, a resample): skip the per-column work
     missing = [name for name in REQUIRED_COLUMNS if name not in df.columns]
     if missing:
         raise CandleFrameError(
@@ -162,6 +164,18 @@ def normalize_frame(df: pd.DataFrame) -> pd.DataFrame:
     if not out[OPEN_TIME].is_monotonic_increasing:
         out = out.sort_values(OPEN_TIME, kind="stable", na_position="last", ignore_index=True)
     return out
+
+
+def _is_canonical(df: pd.DataFrame) -> bool:
+    """True when ``df`` is exactly what :func:`normalize_frame` would return: known columns in order, their
+    canonical dtypes, a fresh ``RangeIndex`` and ascending open times."""
+    columns = list(df.columns)
+    if columns != [name for name in CANDLE_COLUMNS if name in columns] or not set(REQUIRED_COLUMNS) <= set(columns):
+        return False
+    index = df.index
+    if not (isinstance(index, pd.RangeIndex) and index.start == 0 and index.step == 1):
+        return False
+    return all(df[name].dtype == DTYPES[name] for name in columns) and bool(df[OPEN_TIME].is_monotonic_increasing)
 
 
 def open_time_ns(df: pd.DataFrame) -> npt.NDArray[np.int64]:

@@ -116,6 +116,15 @@ class TierRepository(Repository[PendingDownsample]):
         row = self.session.get(RetentionHorizon, (key.exchange, key.symbol, str(key.timeframe)))
         return None if row is None else ensure_utc(row.horizon)
 
+    def horizons(self, exchange: str, symbol: str) -> dict[str, datetime]:
+        """The retention horizons of every timeframe of one market, in one query (timeframe -> horizon)."""
+        rows = self.session.execute(
+            sa.select(RetentionHorizon.timeframe, RetentionHorizon.horizon).where(
+                RetentionHorizon.exchange == exchange, RetentionHorizon.symbol == symbol
+            )
+        ).all()
+        return {timeframe: ensure_utc(horizon) for timeframe, horizon in rows}
+
     def advance_horizon(self, key: SeriesKey, horizon: datetime) -> None:
         """Move ``key``'s horizon forward to ``horizon`` (never back)."""
         row = self.session.get(RetentionHorizon, (key.exchange, key.symbol, str(key.timeframe)))

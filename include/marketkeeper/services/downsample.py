@@ -138,7 +138,8 @@ def downsample_market(
     with series_writer(config, base, policy, stores=stores) as (opened, lock):
         with unit_of_work(opened.ledger) as repos:
             upto = repos.tiers.last_id(base)
-            horizons = {tf: repos.tiers.horizon(market.tier_key(tf)) for tf in (base.timeframe, *tiers)}
+            kept = repos.tiers.horizons(base.exchange, base.symbol)
+            horizons = {tf: kept.get(str(tf)) for tf in (base.timeframe, *tiers)}
         direct = [t for t in tiers if source_of(market, t) == base.timeframe]
         base_frame = _read_base(opened, base, direct, start, end, horizons[base.timeframe])
         for tier in tiers:
