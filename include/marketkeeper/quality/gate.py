@@ -9,6 +9,7 @@ What the suite expects is in :mod:`marketkeeper.quality.suite`, how Great Expect
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -41,6 +42,8 @@ from marketkeeper.quality.suite import (
     suite_batch,
 )
 from marketkeeper.timeframes import check_range, ensure_utc
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "FAILED_EXPECTATION",
@@ -191,19 +194,30 @@ def check_windows(
     for i, window in prepared.items():
         by_timeframe.setdefault(str(window.key.timeframe), []).append(i)
     for members in by_timeframe.values():
-        union = pd.concat([prepared[i].suite.assign(**{SERIES: n}) for n, i in enumerate(members)], ignore_index=True)
-        summary = screen_union(union, prepared[members[0]].parameters) if len(members) > 1 else None
+        screened = _screened_union([prepared[i] for i in members]) if len(members) > 1 else None
         for i in members:
             window = prepared[i]
             try:
-                if summary is None:
+                if screened is None:
                     results[i] = window.judged(run_suite(window.suite, window.parameters))
                 else:
-                    screened = {**summary, "union": {"windows": len(members), "rows": len(union)}}
                     results[i] = window.judged(passed_run(screened))
             except Exception as exc:  # as above: the window's own outcome
                 results[i] = exc
     return [r for r in results if r is not None]
+
+
+def _screened_union(windows: Sequence[_Window]) -> dict[str, Any] | None:
+    """The summary of one screening run over ``windows`` (one timeframe, one ``now``) when the union met every
+    expectation; ``None`` when it did not, or the run itself failed: then each window is judged alone, and a
+    failure that is a window's own is raised there."""
+    union = pd.concat([w.suite.assign(**{SERIES: n}) for n, w in enumerate(windows)], ignore_index=True)
+    try:
+        summary = screen_union(union, windows[0].parameters)
+    except Exception as exc:  # not swallowed: every window is then run through the suite on its own
+        log.warning("screening %d windows together failed (%s); each is checked alone", len(windows), exc)
+        return None
+    return None if summary is None else {**summary, "union": {"windows": len(windows), "rows": len(union)}}
 
 
 @dataclass(frozen=True, slots=True)
