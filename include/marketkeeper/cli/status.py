@@ -60,8 +60,10 @@ def _table(status: OpsStatus) -> list[str]:
         lines.append("  no backups configured")
     for b in status.backups or []:
         drill = f"drill {_when(b.last_drill_at)} {b.last_drill_status or '-'}"
+        attempt = f"last attempt {_when(b.last_attempt_at)} {b.last_attempt_status or '-'}"
         lines.append(
             f"  {b.store:<9} succeeded {_when(b.last_succeeded_at)}  verified {_when(b.last_verified_at)}  {drill}"
+            f"  {attempt}" + (f": {b.last_error}" if b.last_error else "")
         )
     lines += ["", f"breaches: {len(status.breaches)}"]
     lines += [f"  [{b.severity}] {b.slo}: {b.message}" for b in status.breaches]

@@ -83,6 +83,9 @@ class BackupFigures:
     last_drill_status: str | None = None
     last_drill_error: str | None = None
     location: str | None = None
+    last_attempt_at: datetime | None = None
+    last_attempt_status: str | None = None
+    last_error: str | None = None
 
     def age_seconds(self, now: datetime, *, verified: bool = True) -> float | None:
         at = self.last_verified_at if verified else self.last_succeeded_at

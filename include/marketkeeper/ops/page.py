@@ -69,9 +69,10 @@ _TEMPLATE = _ENV.from_string(
 </tr>{% endfor %}</tbody></table>
 <h2>Backups</h2>
 {% if backups %}<table id="backups"><thead><tr><th>store</th><th>newest succeeded</th><th>newest verified</th>
- <th>last drill</th><th>location</th></tr></thead><tbody>{% for b in backups %}
+ <th>last drill</th><th>last attempt</th><th>location</th></tr></thead><tbody>{% for b in backups %}
 <tr><td>{{ b.store }}</td><td>{{ when(b.last_succeeded_at) }}</td><td>{{ when(b.last_verified_at) }}</td>
  <td>{{ when(b.last_drill_at) }} {{ b.last_drill_status or "" }} {{ b.last_drill_error or "" }}</td>
+ <td>{{ when(b.last_attempt_at) }} {{ b.last_attempt_status or "" }} {{ b.last_error or "" }}</td>
  <td>{{ b.location or "-" }}</td></tr>{% endfor %}</tbody></table>
 {% else %}<p id="backups">no backups configured</p>{% endif %}
 </body></html>

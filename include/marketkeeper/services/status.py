@@ -171,6 +171,9 @@ def _backups(session: Session) -> list[BackupFigures] | None:
             last_drill_status=None if r.last_drill_status is None else str(r.last_drill_status),
             last_drill_error=r.last_drill_error,
             location=r.location,
+            last_attempt_at=r.last_attempt_at,
+            last_attempt_status=r.last_attempt_status,
+            last_error=r.last_error,
         )
         for r in rows
     ]
