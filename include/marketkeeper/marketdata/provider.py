@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Final, cast
 import numpy as np
 import pandas as pd
 
-from marketkeeper.candles import CLOSE, EXPECTED_COUNT, SOURCE_COUNT, VOLUME, open_time_ns
+from marketkeeper.candles import CLOSE, EXPECTED_COUNT, SOURCE_COUNT, VOLUME, SeriesKey, open_time_ns
 from marketkeeper.closing import Closing
 from marketkeeper.marketdata import coverage as cov
 from marketkeeper.marketdata.cache import DEFAULT_LOCAL_BYTES, CandleQueryCache
@@ -167,6 +167,7 @@ class HistoricalDataProvider(Closing):
                 on_error=self.metrics.cache_error,
             )
         self._signals: SignalStore = signal_store(self._stores)
+        self._written_tiers: set[SeriesKey] = set()
 
     @classmethod
     def from_settings(cls, settings: Settings | None = None, **options: object) -> HistoricalDataProvider:
@@ -200,8 +201,12 @@ class HistoricalDataProvider(Closing):
         """Which stored series answers ``timeframe`` (typed errors name what exists): a declared derived tier
         that downsampling has not written yet (no candle at all) is resampled from the base meanwhile."""
         route = self._router.route(exchange, symbol, timeframe)
-        if route.derived and self._stores.candles.last_open_time(route.source) is None:
-            return self._router.resampled(self._router.market(exchange, symbol), route.key.timeframe)
+        if route.derived and route.source not in self._written_tiers:
+            if self._stores.candles.last_open_time(route.source) is None:
+                return self._router.resampled(self._router.market(exchange, symbol), route.key.timeframe)
+            # Looked up once: should retention ever empty a tier, its base is gone too (a finer timeframe is
+            # never kept longer), so resampling would find nothing either.
+            self._written_tiers.add(route.source)
         return route
 
     def metadata(self, exchange: str, symbol: str | None = None) -> MarketMetadata:
