@@ -27,7 +27,9 @@ from tests.integration.test_ops_status import write
 pytestmark = pytest.mark.integration
 
 KEY = SeriesKey.of("alerttest", "BTC/USDT", "1m")
-MARKETS = json.dumps({"markets": [{"exchange": "alerttest", "symbol": "BTC/USDT", "source": "synthetic:5"}]})
+MARKETS = json.dumps(
+    {"markets": [{"exchange": "alerttest", "symbol": "BTC/USDT", "source": "synthetic:5", "derived": []}]}
+)
 
 
 @pytest.fixture

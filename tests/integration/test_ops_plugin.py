@@ -32,7 +32,11 @@ pytestmark = pytest.mark.integration
 FRESH = SeriesKey.of("uitest", "BTC/USDT", "1m")
 STALE = SeriesKey.of("uitest", "ETH/USDT", "1m")
 MARKETS = json.dumps(
-    {"markets": [{"exchange": k.exchange, "symbol": k.symbol, "source": "synthetic:5"} for k in (FRESH, STALE)]}
+    {
+        "markets": [
+            {"exchange": k.exchange, "symbol": k.symbol, "source": "synthetic:5", "derived": []} for k in (FRESH, STALE)
+        ]
+    }
 )
 ROUTES = ("/marketkeeper/", "/marketkeeper/status", "/marketkeeper/metrics", "/marketkeeper/health/postgres")
 SCREENSHOT = Path(os.environ.get("MARKETKEEPER_HOME", ROOT / "var")) / "ops-page.png"

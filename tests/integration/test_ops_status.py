@@ -32,10 +32,10 @@ ETH = SeriesKey.of("opstest", "ETH/USDT", "1m")
 DECLARATION = json.dumps(
     {
         "markets": [
-            {"exchange": k.exchange, "symbol": k.symbol, "base_timeframe": "1m", "source": "synthetic:5"}
+            {"exchange": k.exchange, "symbol": k.symbol, "base_timeframe": "1m", "source": "synthetic:5", "derived": []}
             for k in (BTC, ETH)
         ]
-        + [{"exchange": "opstest", "symbol": "OLD/USDT", "source": "synthetic:5", "active": False}]
+        + [{"exchange": "opstest", "symbol": "OLD/USDT", "source": "synthetic:5", "active": False, "derived": []}]
     }
 )
 
@@ -183,7 +183,8 @@ def test_backups_from_the_catalog_their_age_slo_and_metrics(
     # A series and a backup store of this test's own: the PostgreSQL ledger is shared by the session.
     key = SeriesKey.of("opsbackup", "BTC/USDT", "1m")
     monkeypatch.setenv(
-        "MARKETKEEPER_MARKETS", json.dumps({"markets": [{"exchange": "opsbackup", "symbol": "BTC/USDT"}]})
+        "MARKETKEEPER_MARKETS",
+        json.dumps({"markets": [{"exchange": "opsbackup", "symbol": "BTC/USDT", "derived": []}]}),
     )
     top = now.replace(second=0)
     write(config, key, top - timedelta(minutes=30), top)
@@ -222,7 +223,8 @@ def test_figures_from_the_influxdb_candle_store_and_a_dead_influxdb(
 
     key = SeriesKey.of("opsinflux", "BTC/USDT", "1m")
     monkeypatch.setenv(
-        "MARKETKEEPER_MARKETS", json.dumps({"markets": [{"exchange": "opsinflux", "symbol": "BTC/USDT"}]})
+        "MARKETKEEPER_MARKETS",
+        json.dumps({"markets": [{"exchange": "opsinflux", "symbol": "BTC/USDT", "derived": []}]}),
     )
     config = StoreConfig(
         ledger_url=pg_ledger, influxdb=lambda: InfluxDBClient(INFLUXDB_TEST_URL, database=INFLUXDB_TEST_DB)
@@ -261,3 +263,24 @@ def test_a_failed_notification_is_sent_again_not_lost(config: StoreConfig, now: 
     assert deliver_alerts(config, lambda alerts: batches.append([str(a["key"]) for a in alerts])) == 0
     assert len(batches) == 1  # delivered once, then never again while open
     sync_alerts(config, replace(status, breaches=[]))
+
+
+def test_a_derived_tier_is_a_series_of_its_own(
+    config: StoreConfig, now: datetime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base, tier = SeriesKey.of("opstier", "BTC/USDT", "1m"), SeriesKey.of("opstier", "BTC/USDT", "5m")
+    monkeypatch.setenv(
+        "MARKETKEEPER_MARKETS",
+        json.dumps({"markets": [{"exchange": "opstier", "symbol": "BTC/USDT", "derived": ["5m"]}]}),
+    )
+    top = now.replace(second=0)
+    write(config, base, top - timedelta(hours=1), top)
+    five = top.replace(minute=top.minute - top.minute % 5)
+    write(config, tier, five - timedelta(minutes=60), five - timedelta(minutes=15))  # downsampling behind
+    status = ops_status(config, now=now, slos=Slos())
+    by_series = {s.label: s for s in status.series}
+    assert list(by_series) == [str(base), str(tier)]
+    assert by_series[str(base)].lag_candles == 0
+    # Newest closed 5m bucket opened at five - 5 min; the tier's newest stored one at five - 20 min.
+    assert by_series[str(tier)].lag_candles == 3 and by_series[str(tier)].status == "stale"
+    assert ("freshness", str(tier)) in {(b.slo, b.subject) for b in status.breaches}

@@ -56,17 +56,23 @@ def ops_status(
 
     now = datetime.now(UTC) if now is None else now
     slos = Slos.from_env() if slos is None else slos
-    specs = [spec for spec in declared_markets(markets_override) if spec.active]
+    # Each active market's base series, then the tiers it derives (issue 11), each a series of its own.
+    keys = [
+        key
+        for spec in declared_markets(markets_override)
+        if spec.active
+        for key in (spec.key, *(spec.tier_key(tf) for tf in spec.tiers))
+    ]
     stores = check_stores(config)
     up = {s.store: s.ok for s in stores}
     backups: list[BackupFigures] | None = None
     if not up.get("ledger", False):
         cause = next(s.error for s in stores if s.store == "ledger")
-        series = [_unreadable(spec.key, f"ledger down: {cause}") for spec in specs]
+        series = [_unreadable(key, f"ledger down: {cause}") for key in keys]
     elif config.influxdb is not None and not up.get("influxdb", False):
-        series = [_unreadable(spec.key, "influxdb down") for spec in specs]
+        series = [_unreadable(key, "influxdb down") for key in keys]
     else:
-        series, backups = _measure(config, [spec.key for spec in specs], now, slos)
+        series, backups = _measure(config, keys, now, slos)
     return OpsStatus(
         generated_at=now,
         series=series,
