@@ -192,7 +192,8 @@ def test_write_csv_of_an_empty_range_is_the_header_alone(backend: Backend) -> No
 
     out = io.BytesIO()
     assert backend.store.write_csv(backend.key(), *ALL_TIME, out) == 0
-    assert out.getvalue() == b"open_time,open,high,low,close,volume,quote_volume,trade_count,source_count,expected_count\n"
+    header = b"open_time,open,high,low,close,volume,quote_volume,trade_count,source_count,expected_count\n"
+    assert out.getvalue() == header
 
 
 def test_write_csv_from_a_down_store_raises_naming_the_read(backend: Backend) -> None:
