@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -119,7 +120,7 @@ def redis_url() -> str:
 @pytest.fixture
 def redis_prefix(redis_url: str) -> Iterator[str]:
     """A key prefix of this test's own in the test Redis DB; every key under it is deleted afterwards."""
-    prefix = "mktest:"
+    prefix = f"mktest:{uuid.uuid4().hex[:8]}:"  # own per test, so concurrent runs never delete each other's keys
     client = redis.Redis.from_url(redis_url)
     try:
         client.ping()
