@@ -24,8 +24,9 @@ markets.
   8601, UTC). A bad selection fails at once, without retries.
 
 * **Batches.** `plan` cuts the markets into batches of one exchange (`batch_size` param, else
-  `MARKETKEEPER_BATCH_SIZE`, else 50); each `ingest` task opens the stores and the quality gate once and
-  ingests its markets one at a time, each under its own series lock. The map index names the batch's markets.
+  `MARKETKEEPER_BATCH_SIZE`, else 50); each `ingest` task opens the stores once, fetches its markets' hours
+  and screens them in one quality-gate run (a window of a union that fails anything is checked alone), then
+  writes its markets one at a time, each under its own series lock. The map index names the batch's markets.
   A market that fails does not stop the others: they are written and announced, then the task fails naming
   each failed market and its cause (map label `FAILED n/m: ...`, task log, XCom `failed`). Each completed
   market is recorded in `system_events`, so a retry redoes only the failed ones and announces the others
