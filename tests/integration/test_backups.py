@@ -2,7 +2,7 @@
 influxd, redis-cli, redis-server) and a temporary backup folder: never a user's backups or databases.
 
 The ledger is a fresh PostgreSQL database of the test's own, InfluxDB a database of the test's own, Redis DB 15
-under the ``mktest:`` prefix.
+under the test's own ``mktest:<random>:`` prefix.
 """
 
 from __future__ import annotations
@@ -32,7 +32,6 @@ from tests.conftest import INFLUXDB_TEST_DB, INFLUXDB_TEST_URL, REDIS_TEST_URL
 
 pytestmark = pytest.mark.integration
 
-PREFIX = "mktest:"
 SERIES = "binance:BTC/USDT:1m"
 
 
@@ -71,8 +70,8 @@ def influx_db() -> Iterator[str]:
 
 @pytest.fixture
 def redis_keys(redis_prefix: str) -> RedisClient:
-    """Watermarks, latest candles and an expiring lock under ``mktest:`` in DB 15."""
-    client = RedisClient(REDIS_TEST_URL, prefix=PREFIX)
+    """Watermarks, latest candles and an expiring lock under the test's own prefix in DB 15."""
+    client = RedisClient(REDIS_TEST_URL, prefix=redis_prefix)
     client.raw.set(client.key("candle", "watermark", SERIES), "1709337600000")
     client.raw.set(client.key("candle", "watermark", "binance:ETH/USDT:1m"), "1709337660000")
     client.raw.hset(client.key("candle", "latest", SERIES), mapping={"close": "101.5", "open_time_ms": "1"})
@@ -85,7 +84,7 @@ def config(ledger: str, influx_db: str, redis_keys: RedisClient) -> StoreConfig:
     return StoreConfig(
         ledger_url=ledger,
         influxdb=lambda: InfluxDBClient(INFLUXDB_TEST_URL, database=influx_db),
-        redis=lambda: RedisClient(REDIS_TEST_URL, prefix=PREFIX),
+        redis=lambda: RedisClient(REDIS_TEST_URL, prefix=redis_keys.prefix),
     )
 
 
