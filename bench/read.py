@@ -131,7 +131,8 @@ def bench_postgresql(rows: int, rss_rows: int, repeat: int) -> list[Target]:
 
 def bench_influxdb(rows: int, rss_rows: int, repeat: int) -> list[Target]:
     targets = []
-    with throwaway_influxdb(prefix="mk_bench_read") as client:
+    # A generous read timeout: on a loaded machine InfluxDB can pause longer than the default 10 s between chunks.
+    with throwaway_influxdb(prefix="mk_bench_read", timeout=120.0) as client:
         store = InfluxDBCandleStore(client)
         store.write(KEY, make_frame(rows))
         q = f'SELECT {FIELDS} FROM "candles" WHERE {INFLUX_WHERE}'  # noqa: S608
