@@ -8,6 +8,7 @@ One module per command group: :mod:`.db` (ledger migrations, InfluxDB database),
 
 from __future__ import annotations
 
+import gc
 import logging
 from typing import Annotated
 
@@ -40,8 +41,16 @@ for module in (stores, ingest, gaps, ledger, downsample, backup, status, serve):
     module.register(app)
 
 
+#: The cyclic garbage collector's generation thresholds for a command (Python's default is 700, 10, 10).
+_GC_THRESHOLDS = (50_000, 20, 20)
+
+
 def main() -> None:
     """The console script: ``marketkeeper ...``."""
+    # A command imports its stores' libraries (pandas, SQLAlchemy, psycopg) when it runs: millions of
+    # allocations and almost no garbage, over which collecting every 700 cost a sixth of a one-day `candles`.
+    # Cycles are still collected, less often; set here, for the command's process alone, not on import.
+    gc.set_threshold(*_GC_THRESHOLDS)
     app()
 
 
