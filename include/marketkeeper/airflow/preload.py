@@ -30,11 +30,8 @@ MODULES: Final = (
     "airflow.sdk.execution_time.task_runner",
     "airflow.sdk.execution_time.supervisor",
     "airflow.executors.local_executor",
-    # Every task process loads the plugins folder; the ops plugin's FastAPI app imports Airflow's core API
-    # security (FastAPI, the API models: ~1.5-2.5 s a task on 2 cores when not inherited).
+    # Every task process loads the plugins folder (the ops plugin builds its FastAPI app only for the api-server).
     "airflow.plugins_manager",
-    "fastapi",
-    "airflow.api_fastapi.core_api.security",
     "marketkeeper.ingest",
     "marketkeeper.sources",
     "marketkeeper.stores.influxdb",
