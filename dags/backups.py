@@ -1,10 +1,12 @@
 """
 ### backups
 
-Backs up every configured store once a day, one mapped task per store, each a `backup_runs` row:
+Backs up every store once a day, one mapped task per store, each a `backup_runs` row; the task of a store
+that is not configured here (no Connection) is skipped, saying so, and writes no row:
 
-* **ledger** (`marketkeeper_ledger`, PostgreSQL): `pg_dump --format=custom` with the client tools of the
-  server's major version, on the same snapshot as the per-table row counts and content checksums it records.
+* **ledger** (`marketkeeper_ledger`): on PostgreSQL, `pg_dump --format=custom` with the client tools of the
+  server's major version, on the same snapshot as the per-table row counts and content checksums it records;
+  the embedded SQLite file through SQLite's online backup API, the figures computed on the copy.
 * **influxdb** (`marketkeeper_influxdb_default`): `influxd backup -portable` through the server's RPC address
   (`INFLUXDB_RPC_ADDRESS`, default its host and port 8088), stored as one tar; a server that cannot do that
   (2.x/3.x) fails the task with "not supported", never a silent success.
@@ -15,7 +17,8 @@ Files go to `MARKETKEEPER_BACKUP_URL` through Airflow's object storage (`file://
 under a temporary name and moved into place only when complete and checksummed. A failed or killed backup is
 a `failed` row and fails its task. `marketkeeper backup run` does the same from a shell.
 
-**On demand** (Trigger DAG w/ config): pick the `stores` to back up; empty = every configured store.
+**On demand** (Trigger DAG w/ config): pick the `stores` to back up (each must be configured); empty = every
+store.
 `restore_drill` proves the backups restore; `marketkeeper backup prune` rotates them.
 """
 
@@ -33,7 +36,7 @@ STORES = ["ledger", "influxdb", "redis"]
 
 @task
 def plan(**context: Any) -> list[str]:
-    """The stores to back up (a store without a Connection, when asked for, fails the run at once)."""
+    """The stores to back up: every one, or those asked for (one without a Connection fails the run at once)."""
     from marketkeeper.airflow.backups import plan_stores
     from marketkeeper.airflow.dag_glue import fail_fast
 
@@ -68,7 +71,7 @@ def backup(store: str) -> dict[str, Any]:
             type="array",
             items={"type": "string", "enum": STORES},
             title="Stores",
-            description="ledger, influxdb, redis: the stores to back up; empty = every configured store.",
+            description="ledger, influxdb, redis: the stores to back up; empty = every store (unconfigured: skipped).",
         ),
     },
 )

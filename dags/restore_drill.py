@@ -3,9 +3,11 @@
 
 Proves each store's newest backup restores, weekly (Sunday 03:00 UTC) and on demand; one mapped task per store:
 
-1. fetch the newest complete backup and check every byte against the sha256 recorded when it was written;
-2. restore it into a scratch target: a new PostgreSQL database (`pg_restore`), a new InfluxDB database
-   (`influxd restore -portable -newdb`), a throwaway `redis-server` on a free loopback port;
+1. fetch the newest complete backup and check every byte against the sha256 recorded when it was written
+   (a store with no backup yet, or not configured here, is skipped, saying so: not a failure);
+2. restore it into a scratch target: a new PostgreSQL database (`pg_restore`) or SQLite file (the backup
+   API), a new InfluxDB database (`influxd restore -portable -newdb`), a throwaway `redis-server` on a free
+   loopback port;
 3. compare with what the backup should hold, recorded at backup time: per-table row counts and content
    checksums (ledger), per-series daily candle counts and sums of close and volume for candles older than the
    settle interval (InfluxDB), persistent key counts per marketkeeper namespace and the watermarks (Redis);
@@ -13,7 +15,7 @@ Proves each store's newest backup restores, weekly (Sunday 03:00 UTC) and on dem
    restore time (RTO) and the backup's age (RPO) on the backup's `backup_runs` row.
 
 A failed drill fails its task naming the store and the first difference. `marketkeeper backup drill` does the
-same from a shell. **On demand** (Trigger DAG w/ config): pick the `stores`; empty = every configured store.
+same from a shell. **On demand** (Trigger DAG w/ config): pick the `stores`; empty = every store.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ STORES = ["ledger", "influxdb", "redis"]
 
 @task
 def plan(**context: Any) -> list[str]:
-    """The stores to drill (a store without a Connection, when asked for, fails the run at once)."""
+    """The stores to drill: every one, or those asked for (one without a Connection fails the run at once)."""
     from marketkeeper.airflow.backups import plan_stores
     from marketkeeper.airflow.dag_glue import fail_fast
 
@@ -65,7 +67,7 @@ def drill(store: str) -> dict[str, Any]:
             type="array",
             items={"type": "string", "enum": STORES},
             title="Stores",
-            description="ledger, influxdb, redis: the stores to drill; empty = every configured store.",
+            description="ledger, influxdb, redis: the stores to drill; empty = every store (unconfigured: skipped).",
         ),
     },
 )

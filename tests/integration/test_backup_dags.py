@@ -78,3 +78,30 @@ def test_backups_then_restore_drill_verify_every_store_and_a_corrupt_backup_fail
     assert "restore drill of ledger backup" in output and "corrupt" in output
     (ledger_row,) = [r for r in _rows(fresh_pg_url) if r[1] == "ledger"]
     assert ledger_row[2] == "drill_failed" and "corrupt" in (ledger_row[3] or "")
+
+
+def test_on_a_fresh_clones_defaults_the_sqlite_ledger_is_backed_up_and_drilled_and_the_rest_skipped(
+    airflow_home: Path, tmp_path: Path
+) -> None:
+    """``make demo`` on a fresh clone: no DATABASE_URL, INFLUXDB_URL or REDIS_URL, the embedded SQLite ledger."""
+    ledger = airflow_home / "marketkeeper" / "ledger.sqlite"  # run_airflow's MARKETKEEPER_HOME
+    ledger.unlink(missing_ok=True)
+    url = f"sqlite:///{ledger}"
+    migrate.upgrade(url)
+    env = {"MARKETKEEPER_BACKUP_URL": (tmp_path / "backups").as_uri()}
+
+    early = run_airflow(airflow_home, env, "dags", "test", "restore_drill")  # no backup yet: a skip, not a failure
+    output = early.stdout + early.stderr
+    assert "state=success" in output
+    assert "ledger: no backup to drill yet, skipped" in output
+    assert _rows(url) == []
+
+    done = run_airflow(airflow_home, env, "dags", "test", "backups")
+    output = done.stdout + done.stderr
+    assert "state=success" in output
+    assert "influxdb: not configured, skipped" in output and "redis: not configured, skipped" in output
+    assert [(store, status) for _, store, status, _ in _rows(url)] == [("ledger", "succeeded")]
+
+    drilled = run_airflow(airflow_home, env, "dags", "test", "restore_drill")
+    assert "state=success" in drilled.stdout + drilled.stderr
+    assert [(store, status) for _, store, status, _ in _rows(url)] == [("ledger", "verified")]

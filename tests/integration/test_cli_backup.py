@@ -88,3 +88,31 @@ def test_backup_commands_end_to_end_on_the_ledger(fresh_pg_url: str, tmp_path: P
     assert "verified" in table.stdout and "RTO" in table.stdout
     outputs += [listed.stdout, table.stdout, refused.stderr]
     assert password and not any(f":{password}@" in text for text in outputs)
+
+
+def test_backup_run_and_drill_on_a_fresh_clones_defaults_skip_what_is_not_configured(tmp_path: Path) -> None:
+    """No DATABASE_URL, INFLUXDB_URL or REDIS_URL: the embedded SQLite ledger under MARKETKEEPER_HOME."""
+    env = {"MARKETKEEPER_HOME": str(tmp_path / "home")}
+    (tmp_path / "home").mkdir()
+    migrate.upgrade(f"sqlite:///{tmp_path / 'home' / 'ledger.sqlite'}")
+    drilled = _cli("drill", env=env, cwd=tmp_path)  # before any backup: nothing to drill is not a failure
+    assert drilled.returncode == 0, drilled.stderr
+    assert drilled.stdout.splitlines()[0] == (
+        "ledger: no backup to drill yet, skipped (run `marketkeeper backup run --store ledger`)"
+    )
+
+    done = _cli("run", env=env, cwd=tmp_path)
+
+    assert done.returncode == 0, done.stderr
+    # Exactly one line per store and nothing else: Airflow's import (object storage) leaves no log line behind.
+    ledger, influxdb, redis = done.stdout.splitlines()
+    assert ledger.startswith("ledger: backup 1 succeeded, ") and ledger.endswith(".sqlite")
+    assert influxdb == "influxdb: not configured, skipped (INFLUXDB_URL not set: candles go to the SQL store)"
+    assert redis == "redis: not configured, skipped (REDIS_URL not set: no cache)"
+    assert done.stderr == ""
+    drilled = _cli("drill", env=env, cwd=tmp_path)
+    assert drilled.returncode == 0, drilled.stderr
+    assert drilled.stdout.splitlines()[0].startswith("ledger: backup 1 verified, restored in ")
+    assert drilled.stderr == ""
+    listed = json.loads(_cli("list", "--format", "json", env=env, cwd=tmp_path).stdout)
+    assert [(b["store"], b["status"], b["kind"]) for b in listed] == [("ledger", "verified", "sqlite-backup")]

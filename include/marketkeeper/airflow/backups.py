@@ -5,18 +5,32 @@ same :mod:`marketkeeper.services.backups` functions ``marketkeeper backup run`` 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from marketkeeper.store_set import StoreConfig
 
 
 def plan_stores(selected: Sequence[str] = ()) -> list[str]:
-    """The stores to cover: ``selected`` (each must be configured), or every configured one.
+    """The stores to cover: ``selected`` (each must be configured), or every store (the mapped task of one
+    that is not configured skips itself, saying why).
 
     :raises ConfigurationError: a selected store is unknown or has no Connection.
     """
     from marketkeeper.airflow.stores import store_config
-    from marketkeeper.services.backups import select_stores
+    from marketkeeper.services.backups import STORES, select_stores
 
-    return select_stores(store_config(), selected)
+    return select_stores(store_config(), selected) if selected else list(STORES)
+
+
+def _skip_unconfigured(config: StoreConfig, store: str) -> None:
+    """Skip this task (not a failure) when ``store`` is not configured here."""
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    from marketkeeper.services.backups import unconfigured
+
+    if (skipped := unconfigured(config, store)) is not None:
+        raise AirflowSkipException(str(skipped))
 
 
 def backup_store(store: str) -> dict[str, Any]:
@@ -24,6 +38,7 @@ def backup_store(store: str) -> dict[str, Any]:
 
     :raises BackupError: the backup failed (the row says why): the task fails, and is retried.
     :raises AirflowFailException: the server cannot be backed up this way: no retry can change that.
+    :raises AirflowSkipException: ``store`` is not configured here (no row is written).
     """
     from airflow.sdk.exceptions import AirflowFailException
 
@@ -31,8 +46,10 @@ def backup_store(store: str) -> dict[str, Any]:
     from marketkeeper.backups.errors import BackupNotSupportedError
     from marketkeeper.services.backups import run_backup
 
+    config = store_config()
+    _skip_unconfigured(config, store)
     try:
-        return run_backup(store_config(), store).as_dict()
+        return run_backup(config, store).as_dict()
     except BackupNotSupportedError as exc:
         raise AirflowFailException(str(exc)) from exc
 
@@ -42,14 +59,20 @@ def drill_store(store: str) -> dict[str, Any]:
 
     :raises AirflowFailException: the drill failed, naming the store and the first difference. A drill's
         verdict is recorded on the backup's row; retrying the same backup would only repeat it.
+    :raises AirflowSkipException: ``store`` is not configured here, or has no backup yet to drill.
     """
-    from airflow.sdk.exceptions import AirflowFailException
+    from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
     from marketkeeper.airflow.stores import store_config
-    from marketkeeper.backups.errors import DrillFailedError
+    from marketkeeper.backups.errors import DrillFailedError, NoBackupError
+    from marketkeeper.services.backups import StoreSkipped
     from marketkeeper.services.backups import drill_store as drill
 
+    config = store_config()
+    _skip_unconfigured(config, store)
     try:
-        return drill(store_config(), store).as_dict()
+        return drill(config, store).as_dict()
+    except NoBackupError as exc:
+        raise AirflowSkipException(str(StoreSkipped.no_backup(exc))) from exc
     except DrillFailedError as exc:
         raise AirflowFailException(str(exc)) from exc

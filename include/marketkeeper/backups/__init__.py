@@ -1,8 +1,10 @@
-"""Backups of the ledger (pg_dump), the candle InfluxDB (influxd backup -portable) and Redis (an RDB), stored
-through Airflow's object storage, rotated grandfather-father-son, and proven by restore drills.
+"""Backups of the ledger (pg_dump, or SQLite's backup API for the embedded file), the candle InfluxDB
+(influxd backup -portable) and Redis (an RDB), stored through Airflow's object storage, rotated
+grandfather-father-son, and proven by restore drills.
 
-One module per idea: :mod:`.destination` (where files go), :mod:`.postgres`, :mod:`.influxdb`, :mod:`.redis`
-(one per store, behind :class:`~.base.StoreBackup`), :mod:`.drill`, :mod:`.rotation`, :mod:`.config`.
+One module per idea: :mod:`.destination` (where files go), :mod:`.postgres` and :mod:`.sqlite` (the ledger),
+:mod:`.influxdb`, :mod:`.redis` (one per store's server, behind :class:`~.base.StoreBackup`), :mod:`.drill`,
+:mod:`.rotation`, :mod:`.config`.
 The use cases are :mod:`marketkeeper.services.backups`.
 """
 
@@ -13,6 +15,7 @@ from marketkeeper.backups.errors import (
     BackupNotSupportedError,
     ChecksumMismatchError,
     DrillFailedError,
+    NoBackupError,
     RestoreRefusedError,
 )
 
@@ -21,5 +24,6 @@ __all__ = [
     "BackupNotSupportedError",
     "ChecksumMismatchError",
     "DrillFailedError",
+    "NoBackupError",
     "RestoreRefusedError",
 ]

@@ -1,6 +1,6 @@
 """One interface per store's backup: take one (bytes to a sink, with the figures the store held), restore one
 into a scratch target and read the same figures there, restore one for real. One implementation per store:
-:mod:`.postgres`, :mod:`.influxdb`, :mod:`.redis`."""
+:mod:`.postgres`, :mod:`.sqlite`, :mod:`.influxdb`, :mod:`.redis`."""
 
 from __future__ import annotations
 

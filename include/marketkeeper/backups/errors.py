@@ -10,8 +10,17 @@ class BackupError(MarketkeeperError):
 
 
 class BackupNotSupportedError(BackupError):
-    """The store's server cannot be backed up this way (InfluxDB 2.x/3.x, a SQLite ledger): never a silent
-    success."""
+    """The store's server cannot be backed up this way (InfluxDB 2.x/3.x, an in-memory SQLite ledger): never a
+    silent success."""
+
+
+class NoBackupError(BackupError):
+    """A store has no complete backup yet (nothing to drill): a drill skips it, naming how to make one."""
+
+    def __init__(self, store: str) -> None:
+        self.store = store
+        self.hint = f"run `marketkeeper backup run --store {store}`"
+        super().__init__(f"{store} has no complete backup to drill yet: {self.hint}")
 
 
 class ChecksumMismatchError(BackupError):

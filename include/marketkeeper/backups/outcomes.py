@@ -1,5 +1,5 @@
 """What the backup use cases return: a catalog row as the CLI, the DAGs' XCom and JSON show it, a drill's
-outcome, a rotation plan."""
+outcome, a store skipped (and why), a rotation plan."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from marketkeeper.backups.errors import NoBackupError
 from marketkeeper.ledger.models import BackupRun
 
-__all__ = ["BackupOutcome", "DrillOutcome", "PrunePlan"]
+__all__ = ["BackupOutcome", "DrillOutcome", "PrunePlan", "StoreSkipped"]
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,28 @@ class DrillOutcome:
 
     def as_dict(self) -> dict[str, Any]:
         return dict(vars(self))
+
+
+@dataclass(frozen=True)
+class StoreSkipped:
+    """A store a run passed over without an attempt (no ``backup_runs`` row): not configured here, or (a
+    drill) no backup of it yet. Not a failure.
+
+    :param reason: a few words (``not configured``, ``no backup to drill yet``).
+    :param detail: what to know or do about it (``INFLUXDB_URL not set ...``).
+    """
+
+    store: str
+    reason: str
+    detail: str | None = None
+
+    @classmethod
+    def no_backup(cls, exc: NoBackupError) -> StoreSkipped:
+        """A drill of a store with no backup yet."""
+        return cls(exc.store, "no backup to drill yet", exc.hint)
+
+    def __str__(self) -> str:
+        return f"{self.store}: {self.reason}, skipped" + (f" ({self.detail})" if self.detail else "")
 
 
 @dataclass(frozen=True)

@@ -78,7 +78,7 @@ class PostgresBackup(StoreBackup):
         if parsed.get_backend_name() != "postgresql":
             raise BackupNotSupportedError(
                 f"the ledger on {parsed.get_backend_name()} cannot be backed up with pg_dump: "
-                "backups cover a PostgreSQL ledger (copy an embedded SQLite file while nothing writes to it)"
+                "backups cover a PostgreSQL or an embedded SQLite ledger"
             )
         if not parsed.database:
             raise BackupError("the ledger URL names no database to back up")

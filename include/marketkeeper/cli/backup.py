@@ -69,8 +69,9 @@ def _lines(b: BackupOutcome) -> list[str]:
 
 @backup_app.command("run")
 def run(stores: StoresOpt = None) -> None:
-    """Back up each store now; exits 1 naming every store whose backup failed."""
-    from marketkeeper.services.backups import BackupOutcome, run_backups
+    """Back up each store now (a store that is not configured is skipped); exits 1 naming every store whose
+    backup failed."""
+    from marketkeeper.services.backups import BackupOutcome, StoreSkipped, run_backups
 
     _object_storage()
 
@@ -83,6 +84,8 @@ def run(stores: StoresOpt = None) -> None:
                 f"{outcome.store}: backup {outcome.id} succeeded, {_size(outcome.size)}, sha256 {outcome.sha256}, "
                 f"at {outcome.location}"
             )
+        elif isinstance(outcome, StoreSkipped):
+            typer.echo(str(outcome))
         else:
             failed.append(str(outcome))
     if failed:
@@ -117,8 +120,9 @@ def verify(backup_id: Annotated[int, typer.Argument(help="The backup's id (`back
 @backup_app.command("drill")
 def drill(stores: StoresOpt = None) -> None:
     """Restore each store's newest backup into a scratch target, compare it with the figures recorded at
-    backup time, and drop the scratch target; exits 1 naming each store that failed and its first difference."""
-    from marketkeeper.services.backups import DrillOutcome, drill_stores
+    backup time, and drop the scratch target (a store not configured, or without a backup yet, is skipped);
+    exits 1 naming each store that failed and its first difference."""
+    from marketkeeper.services.backups import DrillOutcome, StoreSkipped, drill_stores
 
     _object_storage()
 
@@ -131,6 +135,8 @@ def drill(stores: StoresOpt = None) -> None:
                 f"{outcome.store}: backup {outcome.backup_id} verified, restored in {outcome.rto_seconds or 0:.1f} s "
                 f"(RTO), {outcome.rpo_seconds:.0f} s old (RPO)"
             )
+        elif isinstance(outcome, StoreSkipped):
+            typer.echo(str(outcome))
         else:
             failed.append(str(outcome))
     if failed:
@@ -144,8 +150,8 @@ def restore(
         str,
         typer.Option(
             "--into",
-            help="Ledger/InfluxDB: the database to restore into (new unless --overwrite). "
-            "Redis: the file to write the RDB to.",
+            help="Ledger on PostgreSQL, InfluxDB: the database to restore into (new unless --overwrite). "
+            "Ledger on SQLite: the new SQLite file. Redis: the file to write the RDB to.",
         ),
     ],
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the contents of an existing target.")] = False,

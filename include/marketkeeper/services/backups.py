@@ -9,20 +9,19 @@ checksummed and under its final name, else ``failed`` with the cause. A drill's 
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from marketkeeper.backups.base import StoreBackup
 from marketkeeper.backups.config import BackupSettings
 from marketkeeper.backups.destination import Destination
 from marketkeeper.backups.drill import run_drill
-from marketkeeper.backups.errors import BackupError, ChecksumMismatchError, DrillFailedError
-from marketkeeper.backups.outcomes import BackupOutcome, DrillOutcome, PrunePlan
+from marketkeeper.backups.errors import BackupError, ChecksumMismatchError, DrillFailedError, NoBackupError
+from marketkeeper.backups.outcomes import BackupOutcome, DrillOutcome, PrunePlan, StoreSkipped
 from marketkeeper.backups.rotation import Candidate, plan_rotation
+from marketkeeper.backups.stores import open_tool, tool_class
 from marketkeeper.errors import ConfigurationError, first_line
 from marketkeeper.ledger.models import BackupRun, BackupStatus
 from marketkeeper.ledger.types import utcnow
@@ -36,6 +35,7 @@ __all__ = [
     "BackupOutcome",
     "DrillOutcome",
     "PrunePlan",
+    "StoreSkipped",
     "configured_stores",
     "drill_store",
     "drill_stores",
@@ -45,10 +45,12 @@ __all__ = [
     "run_backup",
     "run_backups",
     "select_stores",
+    "unconfigured",
     "verify_backup",
 ]
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 #: Every store that can be backed up, in the order they run.
 STORES = ("ledger", "influxdb", "redis")
@@ -62,6 +64,35 @@ def configured_stores(config: StoreConfig) -> list[str]:
     return [
         s for s in STORES if s == "ledger" or (s == "influxdb" and config.influxdb) or (s == "redis" and config.redis)
     ]
+
+
+def unconfigured(config: StoreConfig, store: str) -> StoreSkipped | None:
+    """Why ``store`` is passed over here (it is not configured: not a failure), or ``None`` when it is."""
+    if store in configured_stores(config):
+        return None
+    return StoreSkipped(store, "not configured", config.absent.get(store))
+
+
+def _each_store(
+    config: StoreConfig, stores: Sequence[str] | None, act: Callable[[str], T]
+) -> list[T | StoreSkipped | BackupError]:
+    """``act`` on each of ``stores`` (each must be configured), or on every store, those not configured
+    skipped; a store's failure is its outcome, and so is a skip (not configured, nothing to drill).
+
+    :raises ConfigurationError: a store in ``stores`` is unknown or not configured.
+    """
+    outcomes: list[T | StoreSkipped | BackupError] = []
+    for store in select_stores(config, stores) if stores else STORES:
+        if (skipped := unconfigured(config, store)) is not None:
+            outcomes.append(skipped)
+            continue
+        try:
+            outcomes.append(act(store))
+        except NoBackupError as exc:
+            outcomes.append(StoreSkipped.no_backup(exc))
+        except BackupError as exc:
+            outcomes.append(exc)
+    return outcomes
 
 
 def select_stores(config: StoreConfig, stores: Sequence[str] | None = None) -> list[str]:
@@ -81,46 +112,6 @@ def select_stores(config: StoreConfig, stores: Sequence[str] | None = None) -> l
             + "; ".join(config.absent.get(s, f"{s} not configured") for s in missing)
         )
     return list(dict.fromkeys(stores))
-
-
-def _tool_class(store: str) -> type[StoreBackup]:
-    # Each store's tool imports only its own client.
-    if store == "ledger":
-        from marketkeeper.backups.postgres import PostgresBackup
-
-        return PostgresBackup
-    if store == "influxdb":
-        from marketkeeper.backups.influxdb import InfluxDBBackup
-
-        return InfluxDBBackup
-    from marketkeeper.backups.redis import RedisBackup
-
-    return RedisBackup
-
-
-@contextlib.contextmanager
-def _tool(config: StoreConfig, store: str, settings: BackupSettings) -> Iterator[StoreBackup]:
-    """The backup tool of ``store`` over this deployment's server; its client closed afterwards."""
-    if store == "ledger":
-        from marketkeeper.backups.postgres import PostgresBackup
-
-        yield PostgresBackup(config.ledger_url)
-    elif store == "influxdb" and config.influxdb is not None:
-        from marketkeeper.backups.influxdb import InfluxDBBackup
-
-        with config.influxdb() as client:
-            yield InfluxDBBackup(
-                client,
-                rpc_address=settings.rpc_address(client.url),
-                settle_seconds=settings.marketkeeper_backup_influxdb_settle,
-            )
-    elif store == "redis" and config.redis is not None:
-        from marketkeeper.backups.redis import RedisBackup
-
-        with config.redis() as client:
-            yield RedisBackup(client)
-    else:
-        raise ConfigurationError(f"{store} is not configured here ({config.origin})")
 
 
 def _destination(settings: BackupSettings, destination: Destination | None) -> Destination:
@@ -147,9 +138,9 @@ def run_backup(
     target = _destination(settings, destination)
     with StoreSet.open(config) as stores:
         with unit_of_work(stores.ledger) as repos:
-            run = repos.backups.start(store=store, kind=_tool_class(store).kind, location=target.url)
+            run = repos.backups.start(store=store, kind=tool_class(config, store).kind, location=target.url)
         try:
-            with _tool(config, store, settings) as tool:
+            with open_tool(config, store, settings) as tool:
                 tool_version, server_version = tool.versions()
                 name = f"{store}-{run.started_at:%Y%m%dT%H%M%SZ}-{run.id}{tool.suffix}"
                 with unit_of_work(stores.ledger) as repos:
@@ -193,15 +184,13 @@ def run_backups(
     *,
     settings: BackupSettings | None = None,
     destination: Destination | None = None,
-) -> list[BackupOutcome | BackupError]:
-    """Back up each of ``stores`` (default: every configured one); each store's failure is its own outcome."""
-    outcomes: list[BackupOutcome | BackupError] = []
-    for store in select_stores(config, stores):
-        try:
-            outcomes.append(run_backup(config, store, settings=settings, destination=destination))
-        except BackupError as exc:
-            outcomes.append(exc)
-    return outcomes
+) -> list[BackupOutcome | StoreSkipped | BackupError]:
+    """Back up each of ``stores`` (default: every store, those not configured skipped without a row); each
+    store's failure is its own outcome.
+
+    :raises ConfigurationError: a store in ``stores`` is unknown or not configured.
+    """
+    return _each_store(config, stores, lambda s: run_backup(config, s, settings=settings, destination=destination))
 
 
 def list_backups(config: StoreConfig, store: str | None = None, *, limit: int = 1000) -> list[BackupOutcome]:
@@ -267,7 +256,7 @@ def drill_store(
     the outcome, RTO and RPO recorded on that backup's row.
 
     :raises DrillFailedError: the checksum, the restore or the comparison failed (naming the first difference).
-    :raises BackupError: the store has no complete backup to drill.
+    :raises NoBackupError: the store has no complete backup to drill (nothing is recorded).
     """
     settings = settings or BackupSettings()
     (store,) = select_stores(config, [store])
@@ -276,11 +265,9 @@ def drill_store(
         with unit_of_work(stores.ledger) as repos:
             run = repos.backups.newest_complete(store)
             if run is None:
-                raise BackupError(
-                    f"{store} has no complete backup to drill: run `marketkeeper backup run --store {store}`"
-                )
+                raise NoBackupError(store)
         assert run.sha256 is not None and run.finished_at is not None
-        with _tool(config, store, settings) as tool:
+        with open_tool(config, store, settings) as tool:
             result = run_drill(
                 tool,
                 target,
@@ -321,15 +308,13 @@ def drill_stores(
     *,
     settings: BackupSettings | None = None,
     destination: Destination | None = None,
-) -> list[DrillOutcome | BackupError]:
-    """Drill each of ``stores`` (default: every configured one); each store's failure is its own outcome."""
-    outcomes: list[DrillOutcome | BackupError] = []
-    for store in select_stores(config, stores):
-        try:
-            outcomes.append(drill_store(config, store, settings=settings, destination=destination))
-        except BackupError as exc:
-            outcomes.append(exc)
-    return outcomes
+) -> list[DrillOutcome | StoreSkipped | BackupError]:
+    """Drill each of ``stores`` (default: every store); a store not configured, or without a backup yet, is
+    skipped; each store's failure is its own outcome.
+
+    :raises ConfigurationError: a store in ``stores`` is unknown or not configured.
+    """
+    return _each_store(config, stores, lambda s: drill_store(config, s, settings=settings, destination=destination))
 
 
 # --- restore and rotation -----------------------------------------------------------------------------------
@@ -354,7 +339,10 @@ def restore_backup(
     with StoreSet.open(config) as stores, unit_of_work(stores.ledger) as repos:
         run = _complete(repos, backup_id)
     assert run.sha256 is not None
-    with _tool(config, run.store, settings) as tool, tempfile.TemporaryDirectory(prefix="marketkeeper-restore-") as tmp:
+    with (
+        open_tool(config, run.store, settings) as tool,
+        tempfile.TemporaryDirectory(prefix="marketkeeper-restore-") as tmp,
+    ):
         local = target.fetch(run.location, Path(tmp, f"backup{tool.suffix}"), expected_sha256=run.sha256)
         return tool.restore_into(local, into, overwrite=overwrite)
 
