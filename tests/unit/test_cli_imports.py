@@ -44,6 +44,9 @@ COMMANDS = [
     ["status"],
     ["status", "--json"],
     ["downsample", "--help"],
+    ["backup", "--help"],
+    ["backup", "list"],
+    ["serve", "--help"],
     ["retention", "--dry-run"],
     ["maintenance", "--dry-run"],
 ]

@@ -139,6 +139,20 @@ def test_ports_bind_to_loopback_and_match_make_up_celery() -> None:
     assert {name for name, ports in published.items() if ports} == {"airflow-apiserver"} | STORES
 
 
+def test_influxdb_rpc_is_reachable_from_airflow_on_the_compose_network_only() -> None:
+    from marketkeeper.backups.config import BackupSettings
+
+    influxdb = service("influxdb")
+    rpc_port = str(BackupSettings.model_fields["influxdb_rpc_port"].default)
+    assert influxdb["environment"]["INFLUXDB_BIND_ADDRESS"] == f":{rpc_port}"
+    assert [str(p) for p in influxdb["expose"]] == [rpc_port]
+    assert not [p for p in influxdb["ports"] if str(p).endswith(f":{rpc_port}")], "RPC has no auth: never published"
+    for name in AIRFLOW:
+        env = environment(name)
+        rpc = BackupSettings(influxdb_rpc_address=env.get("INFLUXDB_RPC_ADDRESS")).rpc_address(env["INFLUXDB_URL"])
+        assert rpc == f"influxdb:{rpc_port}"
+
+
 def test_airflow_environment_matches_make_up_celery() -> None:
     defaults = script_defaults()
     for name in AIRFLOW:
