@@ -85,10 +85,10 @@ import sqlalchemy as sa
 from marketkeeper.ledger import DataQualityRun, QuarantinedCandle
 from marketkeeper.markets import load_markets
 from marketkeeper.settings import get_settings
-from marketkeeper.store_set import StoreSet
+from marketkeeper.store_set import StoreConfig, StoreSet
 
 start, end = (datetime.fromisoformat(v) for v in sys.argv[1:3])
-with StoreSet.from_settings(get_settings()) as stores:
+with StoreSet.open(StoreConfig.from_settings(get_settings())) as stores:
     print(f"stores: {stores.description}")
     for spec in load_markets("include/config/demo_markets.yaml"):
         n = stores.candles.count(spec.key, start, end)
