@@ -81,7 +81,8 @@ start_influxdb() {
   sed -e "s#@DIR@#$dir#g" -e "s#@PORT@#$influx_port#g" -e "s#@RPC_PORT@#$influx_rpc_port#g" \
     "$here/scripts/influxdb.conf.in" >"$dir/influxdb.conf"
   log "starting influxd (data in $dir, log in $dir/influxd.log)"
-  nohup influxd -config "$dir/influxdb.conf" >>"$dir/influxd.log" 2>&1 &
+  # setsid: its own session, so stopping the shell or job that started it (a CI step, a terminal) never kills it.
+  setsid nohup influxd -config "$dir/influxdb.conf" >>"$dir/influxd.log" 2>&1 &
   echo $! >"$dir/influxd.pid"
   local i
   for ((i = 0; i < 120; i++)); do influx_ready && return 0; sleep 0.25; done
