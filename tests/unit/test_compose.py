@@ -266,3 +266,12 @@ def test_the_readme_says_what_the_stack_does() -> None:
     assert f"127.0.0.1:{defaults['AIRFLOW__API__PORT']}" in readme
     assert "MARKETKEEPER_SHARED_FILESYSTEM=1" in readme
     assert "docker compose up" in readme
+
+
+def test_the_image_carries_the_backup_tools_of_the_stack_s_servers() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    postgres_major = service("postgres")["image"].split(":")[1]
+    assert f"postgresql-client-{postgres_major}" in dockerfile  # pg_dump refuses a newer server's dumps
+    assert "redis-tools" in dockerfile and "redis-server" in dockerfile  # --rdb, redis-check-rdb, the drill
+    assert f"COPY --from={service('influxdb')['image']} /usr/bin/influxd /usr/bin/influxd" in dockerfile
+    assert dockerfile.rstrip().splitlines()[-1] != "USER root" and "USER airflow" in dockerfile
