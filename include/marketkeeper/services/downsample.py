@@ -142,20 +142,29 @@ def downsample_market(
             horizons = {tf: kept.get(str(tf)) for tf in (base.timeframe, *tiers)}
         direct = [t for t in tiers if source_of(market, t) == base.timeframe]
         base_frame = _read_base(opened, base, direct, start, end, horizons[base.timeframe])
+        spans: dict[Timeframe, tuple[datetime, datetime]] = {}
         for tier in tiers:
-            source = source_of(market, tier)
             lo, hi = touched_buckets(tier, start, end)
-            floor = horizons.get(source) or horizons[base.timeframe]
+            floor = horizons.get(source_of(market, tier)) or horizons[base.timeframe]
             if floor is not None:
                 lo = min(max(lo, tier.ceil(floor)), hi)
+            spans[tier] = (lo, hi)
+        # A source tier's members, read once for every longer tier made from it (1w and 1M from 1d): after
+        # the source's own write of this run, which drops what was read before it.
+        sources: dict[Timeframe, pd.DataFrame] = {}
+        for tier in tiers:
+            source = source_of(market, tier)
+            lo, hi = spans[tier]
             if source == base.timeframe:
                 derived = resample_candles(_between(base_frame, lo, hi), str(source), str(tier), closed_before=clock)
             else:
-                members = opened.candles.read(market.tier_key(source), lo, hi) if hi > lo else base_frame.iloc[:0]
-                members = members[members[SOURCE_COUNT].notna()]
+                if source not in sources:
+                    sources[source] = _read_source(opened, market, source, tiers, spans, base_frame)
+                members = _between(sources[source], lo, hi)
                 derived = resample_tier(members, str(source), str(tier), base=str(base.timeframe), closed_before=clock)
             lock.ensure_held()
             written = _write(opened, market.tier_key(tier), derived, lo, hi)
+            sources.pop(tier, None)
             report.tiers.append(written)
             if progress is not None:
                 progress(written)
@@ -186,6 +195,23 @@ def _read_base(
     if horizon is not None:
         lo = min(max(lo, horizon), hi)
     return stores.candles.read(key, lo, hi)
+
+
+def _read_source(
+    stores: StoreSet,
+    market: MarketSpec,
+    source: Timeframe,
+    tiers: Sequence[Timeframe],
+    spans: Mapping[Timeframe, tuple[datetime, datetime]],
+    base_frame: pd.DataFrame,
+) -> pd.DataFrame:
+    """The ``source`` tier's candles (those with a ``source_count``) over the union of the spans of the tiers
+    made from it, in one read."""
+    wanted = [spans[t] for t in tiers if source_of(market, t) == source and spans[t][1] > spans[t][0]]
+    if not wanted:
+        return base_frame.iloc[:0]
+    frame = stores.candles.read(market.tier_key(source), min(s[0] for s in wanted), max(s[1] for s in wanted))
+    return frame[frame[SOURCE_COUNT].notna()].reset_index(drop=True)
 
 
 def _between(frame: pd.DataFrame, lo: datetime, hi: datetime) -> pd.DataFrame:

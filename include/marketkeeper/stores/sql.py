@@ -5,7 +5,9 @@ every finite value reads back as the very float written, as it does from InfluxD
 column rounded 1.2345678901234567e-10 and stored 1e-19 as 0). On PostgreSQL a write is one transaction: a
 binary ``COPY`` of float8 rows into a temporary table (:mod:`marketkeeper.stores.sql_copy`), then one
 ``INSERT .. SELECT .. ON CONFLICT DO UPDATE .. WHERE`` the values differ, so an identical rewrite touches no
-row; the bits travel unconverted end to end. On SQLite the upsert is an executemany.
+row; the bits travel unconverted end to end. A small write (up to ``_SMALL_WRITE`` rows) is that same upsert
+from bound arrays (``unnest``) instead of the staging table, in one statement. On SQLite the upsert is an
+executemany.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, BinaryIO, ClassVar, Final, cast
 
 import numpy as np
@@ -45,6 +47,8 @@ log = logging.getLogger(__name__)
 _KEY_COLUMNS: Final = ("exchange", "symbol", "timeframe", "open_time")
 _OPTIONAL: Final = (QUOTE_VOLUME, TRADE_COUNT, *DERIVED_COLUMNS)
 _SQLITE_CHUNK: Final = 10_000
+#: Up to this many rows a PostgreSQL write is one ``INSERT .. SELECT .. FROM unnest(arrays)`` upsert.
+_SMALL_WRITE: Final = 1_000
 _NAN: Final[sa.ColumnElement[float]] = sa.literal_column("'NaN'::float8", postgresql.DOUBLE_PRECISION())
 
 
@@ -69,9 +73,10 @@ def _upsert_set(excluded: Any) -> tuple[dict[str, Any], Any]:
     return {**new, "ingested_at": excluded.ingested_at}, changed
 
 
-def _pg_insert() -> postgresql.Insert:
-    """``INSERT .. SELECT`` of the staged rows; :func:`_pg_upsert` adds the conflict handling."""
-    s = staging.c
+def _pg_insert(rows: Any = staging) -> postgresql.Insert:
+    """``INSERT .. SELECT`` of the staged rows (or of ``rows``, any selectable with the staging table's
+    columns); :func:`_pg_upsert` adds the conflict handling."""
+    s = rows.c
     source = sa.select(
         sa.bindparam("exchange", type_=sa.String()),
         sa.bindparam("symbol", type_=sa.String()),
@@ -91,10 +96,46 @@ def _pg_insert() -> postgresql.Insert:
     )
 
 
-def _pg_upsert() -> sa.Insert:
-    insert = _pg_insert()
+def _pg_upsert(rows: Any = staging) -> sa.Insert:
+    insert = _pg_insert(rows)
     set_, where = _upsert_set(insert.excluded)
     return insert.on_conflict_do_update(index_elements=list(_KEY_COLUMNS), set_=set_, where=where)
+
+
+def _unnested() -> sa.TableValuedAlias:
+    """The staging table's columns as one bound array each, ``unnest``-ed into rows: a small write's source,
+    one statement with no temporary table, COPY or existence check (each a round trip)."""
+
+    def array(name: str, item: Any) -> sa.BindParameter[Any]:
+        return sa.bindparam(name, type_=postgresql.ARRAY(item))
+
+    unnest = sa.func.unnest(
+        array("open_time", sa.DateTime(timezone=True)),
+        *(array(name, postgresql.DOUBLE_PRECISION()) for name in (*VALUE_COLUMNS, QUOTE_VOLUME)),
+        array("has_trade_count", sa.Boolean()),
+        array(TRADE_COUNT, sa.BigInteger()),
+        *(array(name, sa.BigInteger()) for name in DERIVED_COLUMNS),
+    )
+    return unnest.table_valued(*staging.c.keys()).render_derived(name="small_write")
+
+
+def _unnest_params(prepared: PreparedCandles) -> dict[str, list[Any]]:
+    """The arrays of :func:`_unnested`, with the staging table's markers for absent values (NaN, false, -1).
+    psycopg sends each float as its ``repr``, which PostgreSQL parses back into the very same double."""
+    n = len(prepared)
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    counts, present = prepared.trade_count, prepared.trade_count_present
+    if counts is None or present is None:
+        counts, present = np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.bool_)
+    quote_volume = np.full(n, np.nan) if prepared.quote_volume is None else prepared.quote_volume
+    return {
+        "open_time": [epoch + timedelta(microseconds=us) for us in (prepared.times_ns // 1000).tolist()],
+        **{name: prepared.values[name].tolist() for name in VALUE_COLUMNS},
+        QUOTE_VOLUME: quote_volume.tolist(),
+        "has_trade_count": present.tolist(),
+        TRADE_COUNT: counts.tolist(),
+        **{name: prepared.derived.get(name, np.full(n, -1)).tolist() for name in DERIVED_COLUMNS},
+    }
 
 
 def _sqlite_upsert() -> sa.Insert:
@@ -124,6 +165,10 @@ class SQLCandleStore(CandleStore):
     @functools.cached_property
     def _upsert(self) -> sa.Insert:
         return _pg_upsert() if self.backend == "postgresql" else _sqlite_upsert()
+
+    @functools.cached_property
+    def _small_upsert(self) -> sa.Insert:
+        return _pg_upsert(_unnested())
 
     @functools.cached_property
     def _insert(self) -> postgresql.Insert | None:
@@ -177,6 +222,14 @@ class SQLCandleStore(CandleStore):
                 )
 
     def _write(self, prepared: PreparedCandles) -> None:
+        if self.backend == "postgresql" and len(prepared) <= _SMALL_WRITE:
+            # A few rows (a derived tier's incremental buckets, a live tick): the cost is round trips, so one
+            # upsert of bound arrays replaces the staging table, COPY and existence check; a single statement
+            # is atomic by itself, so it runs without BEGIN and COMMIT (two round trips more).
+            with self._engine.connect() as conn:
+                conn.execution_options(isolation_level="AUTOCOMMIT")
+                conn.execute(self._small_upsert, {**self._series_params(prepared.key), **_unnest_params(prepared)})
+            return
         with self._engine.begin() as conn:
             if self.backend == "postgresql":
                 self._write_postgresql(conn, prepared)
