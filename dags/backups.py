@@ -27,21 +27,10 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from airflow.sdk import Param, task
+from airflow.sdk import task
 
+from marketkeeper.airflow.backups import plan, stores_param
 from marketkeeper.airflow.dag_glue import marketkeeper_dag
-
-STORES = ["ledger", "influxdb", "redis"]
-
-
-@task
-def plan(**context: Any) -> list[str]:
-    """The stores to back up: every one, or those asked for (one without a Connection fails the run at once)."""
-    from marketkeeper.airflow.backups import plan_stores
-    from marketkeeper.airflow.dag_glue import fail_fast
-
-    with fail_fast():
-        return plan_stores(context["params"]["stores"])
 
 
 @task(map_index_template="{{ map_label }}", execution_timeout=timedelta(hours=3))
@@ -65,15 +54,7 @@ def backup(store: str) -> dict[str, Any]:
     timeout=timedelta(hours=4),
     retries=2,
     retry_delay=timedelta(minutes=5),
-    params={
-        "stores": Param(
-            [],
-            type="array",
-            items={"type": "string", "enum": STORES},
-            title="Stores",
-            description="ledger, influxdb, redis: the stores to back up; empty = every store (unconfigured: skipped).",
-        ),
-    },
+    params={"stores": stores_param("back up")},
 )
 def backups() -> None:
     backup.expand(store=plan())

@@ -7,8 +7,34 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from airflow.sdk import Param, task
+
 if TYPE_CHECKING:
     from marketkeeper.store_set import StoreConfig
+
+#: :data:`marketkeeper.services.backups.STORES`, spelled out so that parsing a DAG file imports no backup tool
+#: (``tests/dags/test_backup_dags.py`` keeps the two equal).
+STORE_NAMES = ("ledger", "influxdb", "redis")
+
+
+def stores_param(doing: str) -> Param:
+    """The trigger form's ``stores`` field of the ``backups`` and ``restore_drill`` DAGs."""
+    return Param(
+        [],
+        type="array",
+        items={"type": "string", "enum": list(STORE_NAMES)},
+        title="Stores",
+        description=f"ledger, influxdb, redis: the stores to {doing}; empty = every store (unconfigured: skipped).",
+    )
+
+
+@task(task_id="plan")
+def plan(**context: Any) -> list[str]:
+    """The stores this run covers: every one, or those asked for (one without a Connection fails the run at once)."""
+    from marketkeeper.airflow.dag_glue import fail_fast
+
+    with fail_fast():
+        return plan_stores(context["params"]["stores"])
 
 
 def plan_stores(selected: Sequence[str] = ()) -> list[str]:
