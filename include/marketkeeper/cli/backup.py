@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import enum
 import logging
-from typing import TYPE_CHECKING, Annotated
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
@@ -13,6 +14,8 @@ from marketkeeper.cli.common import TableFormat, fail, print_listing, store_conf
 
 if TYPE_CHECKING:
     from marketkeeper.services.backups import BackupOutcome
+
+_Done = TypeVar("_Done")
 
 backup_app = typer.Typer(
     help="Backups of the ledger, InfluxDB and Redis, and restore drills that prove them.", no_args_is_help=True
@@ -67,29 +70,37 @@ def _lines(b: BackupOutcome) -> list[str]:
     return lines
 
 
-@backup_app.command("run")
-def run(stores: StoresOpt = None) -> None:
-    """Back up each store now (a store that is not configured is skipped); exits 1 naming every store whose
-    backup failed."""
-    from marketkeeper.services.backups import BackupOutcome, StoreSkipped, run_backups
+def _report(outcomes: Sequence[object], done: type[_Done], describe: Callable[[_Done], str]) -> None:
+    """Print each store's outcome (done, or skipped and why); exit 1 naming every store that failed."""
+    from marketkeeper.services.backups import StoreSkipped
 
-    _object_storage()
-
-    with user_errors():
-        outcomes = run_backups(store_config(), [str(s) for s in stores or []])
     failed = []
     for outcome in outcomes:
-        if isinstance(outcome, BackupOutcome):
-            typer.echo(
-                f"{outcome.store}: backup {outcome.id} succeeded, {_size(outcome.size)}, sha256 {outcome.sha256}, "
-                f"at {outcome.location}"
-            )
+        if isinstance(outcome, done):
+            typer.echo(describe(outcome))
         elif isinstance(outcome, StoreSkipped):
             typer.echo(str(outcome))
         else:
             failed.append(str(outcome))
     if failed:
         fail("; ".join(failed))
+
+
+@backup_app.command("run")
+def run(stores: StoresOpt = None) -> None:
+    """Back up each store now (a store that is not configured is skipped); exits 1 naming every store whose
+    backup failed."""
+    from marketkeeper.services.backups import BackupOutcome, run_backups
+
+    _object_storage()
+
+    with user_errors():
+        outcomes = run_backups(store_config(), [str(s) for s in stores or []])
+    _report(
+        outcomes,
+        BackupOutcome,
+        lambda o: f"{o.store}: backup {o.id} succeeded, {_size(o.size)}, sha256 {o.sha256}, at {o.location}",
+    )
 
 
 @backup_app.command("list")
@@ -122,25 +133,20 @@ def drill(stores: StoresOpt = None) -> None:
     """Restore each store's newest backup into a scratch target, compare it with the figures recorded at
     backup time, and drop the scratch target (a store not configured, or without a backup yet, is skipped);
     exits 1 naming each store that failed and its first difference."""
-    from marketkeeper.services.backups import DrillOutcome, StoreSkipped, drill_stores
+    from marketkeeper.services.backups import DrillOutcome, drill_stores
 
     _object_storage()
 
     with user_errors():
         outcomes = drill_stores(store_config(), [str(s) for s in stores or []])
-    failed = []
-    for outcome in outcomes:
-        if isinstance(outcome, DrillOutcome):
-            typer.echo(
-                f"{outcome.store}: backup {outcome.backup_id} verified, restored in {outcome.rto_seconds or 0:.1f} s "
-                f"(RTO), {outcome.rpo_seconds:.0f} s old (RPO)"
-            )
-        elif isinstance(outcome, StoreSkipped):
-            typer.echo(str(outcome))
-        else:
-            failed.append(str(outcome))
-    if failed:
-        fail("; ".join(failed))
+    _report(
+        outcomes,
+        DrillOutcome,
+        lambda o: (
+            f"{o.store}: backup {o.backup_id} verified, restored in {o.rto_seconds or 0:.1f} s (RTO), "
+            f"{o.rpo_seconds:.0f} s old (RPO)"
+        ),
+    )
 
 
 @backup_app.command("restore")
