@@ -7,6 +7,7 @@ servers (scripts/services.sh); a server that is down fails the tests that need i
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 import uuid
@@ -60,6 +61,19 @@ def pg_url() -> Iterator[str]:
     url = _recreate_pg_database(PG_TEST_DB)
     yield url
     _drop_pg_database(PG_TEST_DB)
+
+
+@contextlib.contextmanager
+def own_pg_ledger(suffix: str) -> Iterator[str]:
+    """A migrated PostgreSQL ledger ``<session db>_<suffix>`` of one module's own, dropped afterwards: for
+    figures that must hold only what the module wrote (the session's ledger holds every test's rows)."""
+    from marketkeeper.ledger import migrate
+
+    name = f"{PG_TEST_DB}_{suffix}"
+    url = _recreate_pg_database(name)
+    migrate.upgrade(url)
+    yield url
+    _drop_pg_database(name)
 
 
 @pytest.fixture(scope="session")

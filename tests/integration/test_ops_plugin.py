@@ -55,14 +55,10 @@ def top() -> datetime:
 @pytest.fixture(scope="module")
 def ledger() -> Iterator[str]:
     """A migrated PostgreSQL ledger of this module's own: the page must show only what the test wrote."""
-    from marketkeeper.ledger import migrate
-    from tests.conftest import PG_TEST_DB, _drop_pg_database, _recreate_pg_database
+    from tests.conftest import own_pg_ledger
 
-    name = f"{PG_TEST_DB}_ops_ui"
-    url = _recreate_pg_database(name)
-    migrate.upgrade(url)
-    yield url
-    _drop_pg_database(name)
+    with own_pg_ledger("ops_ui") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -5,6 +5,7 @@ status`` as a user runs it."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,6 +24,7 @@ from marketkeeper.services.gaps import detect_gaps
 from marketkeeper.services.status import ops_status, sync_alerts
 from marketkeeper.sources.synthetic import SyntheticSource
 from marketkeeper.store_set import StoreConfig, StoreSet
+from tests.conftest import own_pg_ledger
 from tests.integration.test_cli import run_cli
 
 pytestmark = pytest.mark.integration
@@ -61,9 +63,19 @@ def now() -> datetime:
     return datetime.now(UTC).replace(second=30, microsecond=0)
 
 
+@pytest.fixture(scope="module")
+def module_pg_ledger() -> Iterator[str]:
+    """This module's own PostgreSQL ledger: the session's holds other tests' backup rows, and the backups
+    section must show only this module's."""
+    with own_pg_ledger("ops_status") as url:
+        yield url
+
+
 @pytest.fixture
-def config(ledger_url: str, monkeypatch: pytest.MonkeyPatch) -> StoreConfig:
+def config(ledger_url: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> StoreConfig:
     monkeypatch.setenv("MARKETKEEPER_MARKETS", DECLARATION)
+    if ledger_url.startswith("postgresql"):
+        ledger_url = request.getfixturevalue("module_pg_ledger")
     return StoreConfig(ledger_url=ledger_url)
 
 
