@@ -188,22 +188,28 @@ def throwaway_influxdb(
 
 def raw_influxql(client: InfluxDBClient, query: str, repeat: int) -> dict[str, float]:
     """The raw path of an InfluxDB read: ``query`` POSTed once to ``/query`` and its answer drained, as CSV and
-    as JSON; best of ``repeat`` seconds for each (the caller compares against the fastest)."""
+    as JSON, each with the answer gzipped and plain; best of ``repeat`` seconds for each (the caller compares
+    against the fastest)."""
     import requests
 
     session = requests.Session()
 
-    def one_query(accept: str) -> None:
+    def one_query(accept: str, encoding: str) -> None:
         form = {"db": client.database, "epoch": "ns", "q": query}
-        with session.post(f"{client.url}/query", data=form, headers={"Accept": accept}, stream=True) as r:
+        headers = {"Accept": accept, "Accept-Encoding": encoding}
+        with session.post(f"{client.url}/query", data=form, headers=headers, stream=True) as r:
             r.raise_for_status()
             for _ in r.iter_content(1 << 20):
                 pass
 
     try:
         return {
-            f"one InfluxQL query, {accept}": best_of(repeat, lambda a=accept: one_query(a))[0]  # type: ignore[misc]
+            f"one InfluxQL query, {accept}, {encoding}": best_of(
+                repeat,
+                lambda a=accept, e=encoding: one_query(a, e),  # type: ignore[misc]
+            )[0]
             for accept in ("application/csv", "application/json")
+            for encoding in ("gzip", "identity")
         }
     finally:
         session.close()

@@ -170,6 +170,24 @@ def test_write_bodies_are_gzip_compressed(influxdb_client: InfluxDBClient) -> No
 
 
 @integration
+def test_answers_travel_plain_unless_gzip_answers(influxdb_client: InfluxDBClient) -> None:
+    # requests asks for gzip by default, and InfluxDB then compresses every answer on the fly: on loopback
+    # that more than doubled the time of a long read. Plain by default; gzip when the client is told to.
+    influxdb_client.write_lines([format_line("candles", {}, {"close": float(i)}, i) for i in range(1, 2001)])
+    seen: list[requests.Response] = []
+    influxdb_client.session.hooks["response"].append(lambda r, *a, **k: seen.append(r))
+    assert _count(influxdb_client, "candles", "close") == 2000
+    assert seen[-1].request.headers["Accept-Encoding"] == "identity"
+    assert "Content-Encoding" not in seen[-1].headers
+    with InfluxDBClient(INFLUXDB_TEST_URL, database=INFLUXDB_TEST_DB, gzip_answers=True) as zipped:
+        zipped.session.hooks["response"].append(lambda r, *a, **k: seen.append(r))
+        assert _count(zipped, "candles", "close") == 2000
+        chunks = list(zipped.query_chunked("SELECT close FROM candles", chunk_size=500))
+    assert sum(len(c.csv.splitlines()) for c in chunks) == 2000
+    assert seen[-1].headers["Content-Encoding"] == "gzip"
+
+
+@integration
 def test_refused_write_names_the_server_message_and_the_line(influxdb_client: InfluxDBClient) -> None:
     influxdb_client.write_lines(["candles close=1.5 1"])
     with pytest.raises(InfluxDBWriteError) as conflict:
