@@ -1,4 +1,5 @@
-"""The candle store interface every backend implements, its errors, and the frame checks they share.
+"""The candle store interface every backend implements (its errors and the frame checks the backends share
+live in :mod:`~marketkeeper.stores.errors` and :mod:`~marketkeeper.stores.prepared`, re-exported here).
 
 A store keeps candle series keyed by :class:`~marketkeeper.candles.SeriesKey` and open time. Writes are
 upserts: writing the same candles again changes nothing, a candle with new values replaces the old one, and
@@ -11,9 +12,8 @@ from __future__ import annotations
 
 import abc
 import logging
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import BinaryIO, ClassVar, Final
 
@@ -22,24 +22,17 @@ import numpy.typing as npt
 import pandas as pd
 
 from marketkeeper.candles import (
-    CLOSE,
     DERIVED_COLUMNS,
-    HIGH,
-    LOW,
-    OPEN,
     OPEN_TIME,
     OPEN_TIME_DTYPE,
     QUOTE_VOLUME,
     TRADE_COUNT,
-    VOLUME,
-    CandleFrameError,
     SeriesKey,
-    normalize_frame,
-    open_time_ns,
 )
 from marketkeeper.closing import Closing
-from marketkeeper.errors import MarketkeeperError, series_context
 from marketkeeper.stores.csv_text import CSV_HEADER, csv_lines
+from marketkeeper.stores.errors import CandleStoreError, CandleStoreMissingError, CandleStoreUnavailableError
+from marketkeeper.stores.prepared import VALUE_COLUMNS, PreparedCandles, prepare_candles
 from marketkeeper.timeframes import TimeframeError, check_range
 
 __all__ = [
@@ -54,144 +47,10 @@ __all__ = [
     "prepare_candles",
 ]
 
-#: The float columns every candle has, in storage order.
-VALUE_COLUMNS: tuple[str, ...] = (OPEN, HIGH, LOW, CLOSE, VOLUME)
 #: Candles per frame of :meth:`CandleStore.iter_frames` unless told otherwise (about 10 MB of frame).
 CHUNK_ROWS: Final = 100_000
 #: Candles per frame inside :meth:`CandleStore.read`, which holds them all anyway: fewer, larger pieces.
 _READ_CHUNK_ROWS: Final = 1_000_000
-
-
-class CandleStoreError(MarketkeeperError):
-    """A candle store operation failed; the message names the store, the operation, the series and range.
-
-    :ivar store: the store's name, e.g. ``InfluxDB candle store (http://127.0.0.1:8086, database 'x')``.
-    :ivar operation: ``write``, ``read``, ``delete_range``...
-    :ivar key: the series, when the operation had one.
-    :ivar start: the start of the range (inclusive), when the operation had one.
-    :ivar end: the end of the range (exclusive), when the operation had one.
-    """
-
-    def __init__(
-        self,
-        cause: str,
-        *,
-        store: str,
-        operation: str,
-        key: SeriesKey | None = None,
-        start: datetime | None = None,
-        end: datetime | None = None,
-    ) -> None:
-        where = [store, operation, *series_context(key, start, end)]
-        super().__init__(f"{' | '.join(where)}: {cause}")
-        self.store = store
-        self.operation = operation
-        self.key = key
-        self.start = start
-        self.end = end
-        self.cause = cause
-
-
-class CandleStoreUnavailableError(CandleStoreError):
-    """The store's server could not be reached; retrying later is the remedy."""
-
-
-class CandleStoreMissingError(CandleStoreError):
-    """The store's database or table does not exist: ``marketkeeper db upgrade`` creates it, a retry cannot."""
-
-
-@dataclass(frozen=True)
-class PreparedCandles:
-    """A validated write: the open times and values of one series as numpy arrays, sorted and unique.
-
-    ``quote_volume`` is ``None`` when the frame had no such column; inside it NaN means "absent for this
-    candle". ``trade_count`` likewise, with ``trade_count_present`` marking the candles that have one.
-    ``derived`` holds the derived tiers' ``source_count``/``expected_count`` columns the frame had, -1 where a
-    candle has none (counts are never negative).
-    """
-
-    key: SeriesKey
-    times_ns: npt.NDArray[np.int64]
-    values: dict[str, npt.NDArray[np.float64]]
-    quote_volume: npt.NDArray[np.float64] | None
-    trade_count: npt.NDArray[np.int64] | None
-    trade_count_present: npt.NDArray[np.bool_] | None
-    derived: dict[str, npt.NDArray[np.int64]] = field(default_factory=dict)
-
-    def __len__(self) -> int:
-        return len(self.times_ns)
-
-    @property
-    def start(self) -> datetime:
-        """The first open time (the frame must not be empty)."""
-        return pd.Timestamp(int(self.times_ns[0]), tz="UTC").to_pydatetime()
-
-    @property
-    def end(self) -> datetime:
-        """Just after the last open time: the written range is ``[start, end)``."""
-        return pd.Timestamp(int(self.times_ns[-1]) + 1000, tz="UTC").to_pydatetime()
-
-    @property
-    def quote_volume_present(self) -> npt.NDArray[np.bool_] | None:
-        return None if self.quote_volume is None else ~np.isnan(self.quote_volume)
-
-
-def prepare_candles(key: SeriesKey, frame: pd.DataFrame, *, store: str) -> PreparedCandles:
-    """Normalize ``frame`` and check it can be stored exactly: the checks every backend shares.
-
-    Judging candles (high >= low, alignment...) is the quality gate's job; these checks only refuse what
-    no store can keep faithfully: non-finite prices or volumes, two candles at one open time, open times
-    finer than microseconds.
-
-    :param key: the series the candles belong to.
-    :param frame: a candle frame (see :func:`~marketkeeper.candles.normalize_frame`).
-    :param store: the store's name, for error messages.
-    :raises CandleStoreError: naming the offending column or open time.
-    """
-
-    def refuse(cause: str) -> CandleStoreError:
-        return CandleStoreError(cause, store=store, operation="write", key=key)
-
-    if not isinstance(key, SeriesKey):
-        raise TypeError(f"key must be a SeriesKey, got {type(key).__name__}: {key!r}")
-    try:
-        df = normalize_frame(frame)
-    except CandleFrameError as exc:
-        raise refuse(str(exc)) from exc
-    if df[OPEN_TIME].isna().any():
-        raise refuse("open_time has missing values")
-    times = open_time_ns(df)
-    if len(times) > 1:
-        repeated = times[1:] == times[:-1]
-        if repeated.any():
-            first = pd.Timestamp(int(times[1:][repeated][0]), tz="UTC")
-            raise refuse(f"two candles share open_time {first.isoformat()}; deduplicate before writing")
-    if (times % 1000 != 0).any():
-        raise refuse("open_time has sub-microsecond parts, which the stores cannot all keep")
-    values: dict[str, npt.NDArray[np.float64]] = {}
-    for name in VALUE_COLUMNS:
-        column = df[name].to_numpy(dtype=np.float64)
-        if not np.isfinite(column).all():
-            raise refuse(f"column {name} has NaN or infinite values; only finite numbers can be stored")
-        values[name] = column
-    quote_volume = None
-    if QUOTE_VOLUME in df.columns:
-        quote_volume = df[QUOTE_VOLUME].to_numpy(dtype=np.float64)
-        if np.isinf(quote_volume).any():
-            raise refuse(f"column {QUOTE_VOLUME} has infinite values")
-    trade_count = present = None
-    if TRADE_COUNT in df.columns:
-        counts = df[TRADE_COUNT].array
-        present = ~np.asarray(counts.isna(), dtype=np.bool_)
-        trade_count = np.asarray(counts.to_numpy(dtype=np.int64, na_value=0), dtype=np.int64)
-    derived: dict[str, npt.NDArray[np.int64]] = {}
-    for name in DERIVED_COLUMNS:
-        if name in df.columns:
-            column = np.asarray(df[name].array.to_numpy(dtype=np.int64, na_value=-1), dtype=np.int64)
-            if (column < -1).any() or (df[name].notna().to_numpy() & (column < 0)).any():
-                raise refuse(f"column {name} has negative values")
-            derived[name] = column
-    return PreparedCandles(key, times, values, quote_volume, trade_count, present, derived)
 
 
 def frame_from_columns(
@@ -274,6 +133,63 @@ class CandleStore(Closing):
 
     def _check_writable(self, key: SeriesKey) -> None:
         """Refuse a series the backend cannot hold, before anything is written (default: every series)."""
+
+    def write_many(self, items: Sequence[tuple[SeriesKey, pd.DataFrame]]) -> list[int]:
+        """:meth:`write` of several series at once: each ``(key, frame)`` upserted into its series, and how many
+        candles each wrote, in order. Backends join the writes to save round trips (PostgreSQL: one statement,
+        which stores every frame or none, while the rows together are few; InfluxDB: one request while the lines
+        fit in one chunk); otherwise the frames are written one after the other.
+
+        Every frame is checked (as :meth:`write` checks it) before anything is written, so one a store cannot
+        keep refuses the whole call; a series may appear only once.
+
+        :raises CandleStoreError: a frame cannot be stored, or the store failed: the error names the series
+            when there is one, else the series in its cause and the range they span (part of the frames may be
+            stored then; writing them again completes them without duplicates).
+        """
+        prepared = [prepare_candles(self._check_key(key), frame, store=self.name) for key, frame in items]
+        seen: set[SeriesKey] = set()
+        for one in prepared:
+            if one.key in seen:
+                raise CandleStoreError(
+                    "the series appears twice in one write_many; join its frames first",
+                    store=self.name,
+                    operation="write",
+                    key=one.key,
+                )
+            seen.add(one.key)
+            self._check_writable(one.key)
+        todo = [one for one in prepared if len(one)]
+        if todo:
+            self._write_many(todo)
+            logging.getLogger(type(self).__module__).debug(
+                "wrote %d candles of %d series to %s", sum(map(len, todo)), len(todo), self.name
+            )
+        return [len(one) for one in prepared]
+
+    def _write_many(self, prepared: Sequence[PreparedCandles]) -> None:
+        """Upsert validated, non-empty writes of distinct series (default: :meth:`_write` of each in turn)."""
+        for one in prepared:
+            with self._failing("write", one.key, one.start, one.end):
+                self._write(one)
+
+    @contextmanager
+    def _writing(self, prepared: Sequence[PreparedCandles]) -> Iterator[None]:
+        """:meth:`_failing` of one joint write of several series: the error names the range they span and
+        lists the series in its cause (one series: named as :meth:`write` names it)."""
+        start, end = min(one.start for one in prepared), max(one.end for one in prepared)
+        if len(prepared) == 1:
+            with self._failing("write", prepared[0].key, start, end):
+                yield
+            return
+        try:
+            with self._failing("write", None, start, end):
+                yield
+        except CandleStoreError as exc:
+            names = ", ".join(str(one.key) for one in prepared)
+            raise type(exc)(
+                f"{exc.cause} (writing series {names})", store=exc.store, operation=exc.operation, start=start, end=end
+            ) from (exc.__cause__ or exc)
 
     def read(self, key: SeriesKey, start: datetime, end: datetime) -> pd.DataFrame:
         """The candles of ``key`` with open times in ``[start, end)``, ascending, in one frame.

@@ -6,8 +6,9 @@ column rounded 1.2345678901234567e-10 and stored 1e-19 as 0). On PostgreSQL a wr
 binary ``COPY`` of float8 rows into a temporary table (:mod:`marketkeeper.stores.sql_copy`), then one
 ``INSERT .. SELECT .. ON CONFLICT DO UPDATE .. WHERE`` the values differ, so an identical rewrite touches no
 row; the bits travel unconverted end to end. A small write (up to ``_SMALL_WRITE`` rows) is that same upsert
-from bound arrays (``unnest``) instead of the staging table, in one statement. On SQLite the upsert is an
-executemany.
+from bound arrays (``unnest``) instead of the staging table, in one statement; so are the small writes of
+several series at once (``write_many``), each row carrying its series. The statements live in
+:mod:`marketkeeper.stores.sql_write`. On SQLite the upsert is an executemany.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime, timedelta
-from typing import Any, BinaryIO, ClassVar, Final, cast
+from datetime import datetime
+from typing import Any, BinaryIO, ClassVar, Final
 
 import numpy as np
 import numpy.typing as npt
@@ -28,7 +29,6 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection, Engine
 
 from marketkeeper.candles import DERIVED_COLUMNS, QUOTE_VOLUME, TRADE_COUNT, SeriesKey
-from marketkeeper.ledger.types import UTCDateTime
 from marketkeeper.stores.base import (
     VALUE_COLUMNS,
     CandleStore,
@@ -38,112 +38,27 @@ from marketkeeper.stores.base import (
     PreparedCandles,
     frame_from_columns,
 )
-from marketkeeper.stores.sql_copy import copy_csv, copy_frames, copy_open_times, stage_candles, staging
+from marketkeeper.stores.sql_copy import copy_csv, copy_frames, copy_open_times, stage_candles
+from marketkeeper.stores.sql_write import OPTIONAL_COLUMNS as _OPTIONAL
+from marketkeeper.stores.sql_write import candles_table as _table
+from marketkeeper.stores.sql_write import (
+    pg_insert,
+    pg_upsert,
+    series_params,
+    sqlite_upsert,
+    unnest_many_params,
+    unnest_params,
+    unnested,
+)
 
 __all__ = ["SQLCandleStore"]
 
 log = logging.getLogger(__name__)
 
-_KEY_COLUMNS: Final = ("exchange", "symbol", "timeframe", "open_time")
-_OPTIONAL: Final = (QUOTE_VOLUME, TRADE_COUNT, *DERIVED_COLUMNS)
 _SQLITE_CHUNK: Final = 10_000
-#: Up to this many rows a PostgreSQL write is one ``INSERT .. SELECT .. FROM unnest(arrays)`` upsert.
+#: Up to this many rows a PostgreSQL write is one ``INSERT .. SELECT .. FROM unnest(arrays)`` upsert (of
+#: one series, or of several series' writes joined by :meth:`CandleStore.write_many`).
 _SMALL_WRITE: Final = 1_000
-_NAN: Final[sa.ColumnElement[float]] = sa.literal_column("'NaN'::float8", postgresql.DOUBLE_PRECISION())
-
-
-@functools.cache
-def _table() -> sa.Table:
-    """The ledger's ``candles`` table, from its ORM model imported on first use rather than with this module:
-    a PostgreSQL read streams a COPY and needs neither the table nor the ORM's registry of every model, whose
-    import is a sixth of a ``marketkeeper candles`` start-up."""
-    from marketkeeper.ledger.models import Candle
-
-    return cast(sa.Table, Candle.__table__)
-
-
-def _upsert_set(excluded: Any) -> tuple[dict[str, Any], Any]:
-    """The ``SET`` and ``WHERE`` of the upsert: new values replace old ones, absent optional values keep
-    the stored ones, and a row whose values are all unchanged is not updated at all."""
-    t = _table().c
-    new: dict[str, Any] = {name: excluded[name] for name in VALUE_COLUMNS}
-    for name in _OPTIONAL:
-        new[name] = sa.func.coalesce(excluded[name], t[name])
-    changed = sa.or_(*(t[name].is_distinct_from(value) for name, value in new.items()))
-    return {**new, "ingested_at": excluded.ingested_at}, changed
-
-
-def _pg_insert(rows: Any = staging) -> postgresql.Insert:
-    """``INSERT .. SELECT`` of the staged rows (or of ``rows``, any selectable with the staging table's
-    columns); :func:`_pg_upsert` adds the conflict handling."""
-    s = rows.c
-    source = sa.select(
-        sa.bindparam("exchange", type_=sa.String()),
-        sa.bindparam("symbol", type_=sa.String()),
-        sa.bindparam("timeframe", type_=sa.String()),
-        s.open_time,
-        # float8 to float8: the doubles are stored bit for bit.
-        *(s[name] for name in VALUE_COLUMNS),
-        # NaN marks an absent quote volume (NULLIF: float8 NaN equals NaN in PostgreSQL).
-        sa.func.nullif(s.quote_volume, _NAN),
-        sa.case((s.has_trade_count, s.trade_count)),
-        # -1 marks an absent derived count (counts are never negative).
-        *(sa.func.nullif(s[name], -1) for name in DERIVED_COLUMNS),
-        sa.bindparam("ingested_at", type_=UTCDateTime()),
-    )
-    return postgresql.insert(_table()).from_select(
-        [*_KEY_COLUMNS, *VALUE_COLUMNS, QUOTE_VOLUME, TRADE_COUNT, *DERIVED_COLUMNS, "ingested_at"], source
-    )
-
-
-def _pg_upsert(rows: Any = staging) -> sa.Insert:
-    insert = _pg_insert(rows)
-    set_, where = _upsert_set(insert.excluded)
-    return insert.on_conflict_do_update(index_elements=list(_KEY_COLUMNS), set_=set_, where=where)
-
-
-def _unnested() -> sa.TableValuedAlias:
-    """The staging table's columns as one bound array each, ``unnest``-ed into rows: a small write's source,
-    one statement with no temporary table, COPY or existence check (each a round trip)."""
-
-    def array(name: str, item: Any) -> sa.BindParameter[Any]:
-        return sa.bindparam(name, type_=postgresql.ARRAY(item))
-
-    unnest = sa.func.unnest(
-        array("open_time", sa.DateTime(timezone=True)),
-        *(array(name, postgresql.DOUBLE_PRECISION()) for name in (*VALUE_COLUMNS, QUOTE_VOLUME)),
-        array("has_trade_count", sa.Boolean()),
-        array(TRADE_COUNT, sa.BigInteger()),
-        *(array(name, sa.BigInteger()) for name in DERIVED_COLUMNS),
-    )
-    return unnest.table_valued(*staging.c.keys()).render_derived(name="small_write")
-
-
-def _unnest_params(prepared: PreparedCandles) -> dict[str, list[Any]]:
-    """The arrays of :func:`_unnested`, with the staging table's markers for absent values (NaN, false, -1).
-    psycopg sends each float as its ``repr``, which PostgreSQL parses back into the very same double."""
-    n = len(prepared)
-    epoch = datetime(1970, 1, 1, tzinfo=UTC)
-    counts, present = prepared.trade_count, prepared.trade_count_present
-    if counts is None or present is None:
-        counts, present = np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.bool_)
-    quote_volume = np.full(n, np.nan) if prepared.quote_volume is None else prepared.quote_volume
-    return {
-        "open_time": [epoch + timedelta(microseconds=us) for us in (prepared.times_ns // 1000).tolist()],
-        **{name: prepared.values[name].tolist() for name in VALUE_COLUMNS},
-        QUOTE_VOLUME: quote_volume.tolist(),
-        "has_trade_count": present.tolist(),
-        TRADE_COUNT: counts.tolist(),
-        **{name: prepared.derived.get(name, np.full(n, -1)).tolist() for name in DERIVED_COLUMNS},
-    }
-
-
-def _sqlite_upsert() -> sa.Insert:
-    from sqlalchemy.dialects import sqlite  # imported by the SQLite store alone
-
-    insert = sqlite.insert(_table())
-    set_, where = _upsert_set(insert.excluded)
-    return insert.on_conflict_do_update(index_elements=list(_KEY_COLUMNS), set_=set_, where=where)
 
 
 class SQLCandleStore(CandleStore):
@@ -164,15 +79,19 @@ class SQLCandleStore(CandleStore):
     # Built on the first write: a read needs no statement object (see _table).
     @functools.cached_property
     def _upsert(self) -> sa.Insert:
-        return _pg_upsert() if self.backend == "postgresql" else _sqlite_upsert()
+        return pg_upsert() if self.backend == "postgresql" else sqlite_upsert()
 
     @functools.cached_property
     def _small_upsert(self) -> sa.Insert:
-        return _pg_upsert(_unnested())
+        return pg_upsert(unnested())
+
+    @functools.cached_property
+    def _many_upsert(self) -> sa.Insert:
+        return pg_upsert(unnested(series_in_rows=True), series_in_rows=True)
 
     @functools.cached_property
     def _insert(self) -> postgresql.Insert | None:
-        return _pg_insert() if self.backend == "postgresql" else None
+        return pg_insert() if self.backend == "postgresql" else None
 
     @property
     def engine(self) -> Engine:
@@ -228,7 +147,7 @@ class SQLCandleStore(CandleStore):
             # is atomic by itself, so it runs without BEGIN and COMMIT (two round trips more).
             with self._engine.connect() as conn:
                 conn.execution_options(isolation_level="AUTOCOMMIT")
-                conn.execute(self._small_upsert, {**self._series_params(prepared.key), **_unnest_params(prepared)})
+                conn.execute(self._small_upsert, {**series_params(prepared.key), **unnest_params(prepared)})
             return
         with self._engine.begin() as conn:
             if self.backend == "postgresql":
@@ -236,17 +155,20 @@ class SQLCandleStore(CandleStore):
             else:
                 self._write_sqlite(conn, prepared)
 
-    def _series_params(self, key: SeriesKey) -> dict[str, Any]:
-        return {
-            "exchange": key.exchange,
-            "symbol": key.symbol,
-            "timeframe": str(key.timeframe),
-            "ingested_at": datetime.now(UTC),
-        }
+    def _write_many(self, prepared: Sequence[PreparedCandles]) -> None:
+        if self.backend != "postgresql" or len(prepared) < 2 or sum(map(len, prepared)) > _SMALL_WRITE:
+            super()._write_many(prepared)
+            return
+        # The small writes of several series (a derived tier's incremental buckets in every tier): one upsert
+        # of bound arrays with the series per row, in autocommit as a small write is; one statement stores
+        # every row or none.
+        with self._writing(prepared), self._engine.connect() as conn:
+            conn.execution_options(isolation_level="AUTOCOMMIT")
+            conn.execute(self._many_upsert, unnest_many_params(prepared))
 
     def _write_postgresql(self, conn: Connection, prepared: PreparedCandles) -> None:
         stage_candles(conn, prepared)
-        params = self._series_params(prepared.key)
+        params = series_params(prepared.key)
         # New candles (the usual case: ingestion moves forward) skip ON CONFLICT's speculative insertion, which
         # costs about a third of the write. A plain INSERT is all-or-nothing, so a row another writer stored
         # meanwhile only rolls back the savepoint, and the upsert then does the job.
@@ -261,7 +183,7 @@ class SQLCandleStore(CandleStore):
         conn.execute(self._upsert, params)
 
     def _write_sqlite(self, conn: Connection, prepared: PreparedCandles) -> None:
-        series = self._series_params(prepared.key)
+        series = series_params(prepared.key)
         times = pd.DatetimeIndex(prepared.times_ns.view("datetime64[ns]"), tz="UTC").to_pydatetime()
         # sqlite3 binds Python floats as IEEE doubles, bit for bit.
         columns: dict[str, list[Any]] = {name: prepared.values[name].tolist() for name in VALUE_COLUMNS}
