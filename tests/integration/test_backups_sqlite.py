@@ -147,12 +147,20 @@ def test_restore_writes_a_new_sqlite_file_and_refuses_an_existing_one(
     new = tmp_path / "restored.sqlite"
     said = backups.restore_backup(config, backup.id, str(new), destination=destination)
 
-    assert said == f"restored into the new SQLite file {new}"
-    assert _count(new, "trades") == 25 and _count(new, "bulk") == 1000
+    assert (
+        said
+        == f"restored into the new SQLite file {new}; its row of backup {backup.id} reads succeeded, as in the catalog"
+    )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["backups", "home", "restored.sqlite"]  # no partial file
+    assert _count(new, "trades") == 25 and _count(new, "bulk") == 1000
+    with sqlite3.connect(new) as conn:  # the copy was taken while its own row was running
+        row = conn.execute("SELECT status, sha256, size_bytes FROM backup_runs WHERE id = ?", (backup.id,)).fetchone()
+    conn.close()
+    assert row == ("succeeded", backup.sha256, backup.size)
 
     with sqlite3.connect(new) as conn:  # --overwrite replaces the contents of an existing file
         conn.execute("DELETE FROM bulk")
     conn.close()
     said = backups.restore_backup(config, backup.id, str(new), overwrite=True, destination=destination)
-    assert said == f"replaced the contents of the SQLite file {new}" and _count(new, "bulk") == 1000
+    assert said.startswith(f"replaced the contents of the SQLite file {new}; its row of backup {backup.id} reads")
+    assert _count(new, "bulk") == 1000

@@ -55,6 +55,11 @@ class StoreBackup(abc.ABC):
         :raises RestoreRefusedError: ``name`` exists and ``overwrite`` is false.
         """
 
+    def restored_ledger_url(self, name: str) -> str | None:
+        """The ledger URL of what :meth:`restore_into` made of ``name``, for a ledger's tool (``None``: not a
+        ledger), so the restored copy's own backup row can be settled."""
+        return None
+
 
 def first_difference(expected: Any, actual: Any, path: str = "") -> str | None:
     """The first place where ``actual`` differs from ``expected`` (nested dicts compared key by key, in

@@ -7,10 +7,13 @@
   ``INFLUXDB_RPC_PORT`` (8088).
 - ``MARKETKEEPER_BACKUP_KEEP_DAILY``, ``_WEEKLY``, ``_MONTHLY``: GFS rotation counts (7, 4, 6).
 - ``MARKETKEEPER_BACKUP_INFLUXDB_SETTLE``: seconds of newest candles left out of the InfluxDB figures (600).
+- ``MARKETKEEPER_BACKUP_ABANDON_AFTER``: seconds after which a ``running`` attempt whose process cannot be asked
+  about (another host, a row older than migration 0008) is settled as abandoned (86400).
 """
 
 from __future__ import annotations
 
+from datetime import timedelta
 from urllib.parse import urlsplit
 
 from pydantic import Field
@@ -35,6 +38,7 @@ class BackupSettings(BaseSettings):
     marketkeeper_backup_keep_weekly: int = Field(default=4, ge=0)
     marketkeeper_backup_keep_monthly: int = Field(default=6, ge=0)
     marketkeeper_backup_influxdb_settle: float = Field(default=600.0, ge=0)
+    marketkeeper_backup_abandon_after: float = Field(default=86400.0, gt=0)
 
     @property
     def url(self) -> str:
@@ -49,6 +53,11 @@ class BackupSettings(BaseSettings):
             return self.influxdb_rpc_address
         host = urlsplit(influxdb_url).hostname or "127.0.0.1"
         return f"{host}:{self.influxdb_rpc_port}"
+
+    @property
+    def abandon_after(self) -> timedelta:
+        """How long an attempt whose process cannot be asked about is presumed still running."""
+        return timedelta(seconds=self.marketkeeper_backup_abandon_after)
 
     @property
     def retention(self) -> Retention:

@@ -140,6 +140,25 @@ class Destination:
         except OSError:  # the destination is failing already; the original error is what matters
             pass
 
+    def discard_partials(self, store: str, name: str) -> list[str]:
+        """Remove the temporary objects a :meth:`write` of ``store/name`` left behind (its process was killed
+        before it could); the locations removed.
+
+        :raises BackupError: one cannot be listed or removed.
+        """
+        folder = self.root / store
+        removed: list[str] = []
+        try:
+            if not folder.exists():
+                return removed
+            # Names are ours ("<store>-<time>-<id><suffix>"): no glob metacharacters.
+            for partial in folder.glob(f"{_PARTIAL}*-{name}"):
+                partial.unlink()
+                removed.append(str(partial))
+        except OSError as exc:
+            raise BackupError(f"removing the partial backup {name} from {folder} failed: {exc}") from exc
+        return removed
+
     def chunks(self, location: str) -> Iterator[bytes]:
         """The stored bytes of ``location``, a chunk at a time.
 

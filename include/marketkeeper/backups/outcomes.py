@@ -99,8 +99,10 @@ class StoreSkipped:
 
 @dataclass(frozen=True)
 class PrunePlan:
-    """What rotation keeps and deletes (``deleted`` is what it would delete, with ``dry_run``)."""
+    """What rotation keeps and deletes (``deleted`` is what it would delete, with ``dry_run``), and the ids of
+    abandoned attempts settled as failed first (none with ``dry_run``)."""
 
     kept: tuple[BackupOutcome, ...]
     deleted: tuple[BackupOutcome, ...]
     dry_run: bool
+    settled: tuple[int, ...] = ()

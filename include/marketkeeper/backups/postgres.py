@@ -236,6 +236,9 @@ class PostgresBackup(StoreBackup):
         finally:
             self._admin(f"DROP DATABASE IF EXISTS {self._quote(name)} WITH (FORCE)")
 
+    def restored_ledger_url(self, name: str) -> str:
+        return self.url.set(database=name).render_as_string(hide_password=False)
+
     def restore_into(self, local: Path, name: str, *, overwrite: bool) -> str:
         engine = self._engine()
         try:

@@ -145,6 +145,9 @@ class SQLiteBackup(StoreBackup):
             with contextlib.closing(self._open(restored, mode="ro")) as conn:
                 yield sqlite_table_figures(conn)
 
+    def restored_ledger_url(self, name: str) -> str:
+        return f"sqlite:///{Path(name).expanduser().resolve()}"
+
     def restore_into(self, local: Path, name: str, *, overwrite: bool) -> str:
         target = Path(name).expanduser().resolve()
         if target.exists() and not overwrite:

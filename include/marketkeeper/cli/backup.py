@@ -187,6 +187,9 @@ def prune(
 
     with user_errors():
         plan = prune_backups(store_config(), dry_run=dry_run)
+    if plan.settled:
+        ids = ", ".join(map(str, plan.settled))
+        typer.echo(f"settled {len(plan.settled)} abandoned backup(s) as failed (their process ended): {ids}")
     verb = "would delete" if dry_run else "deleted"
     for b in plan.deleted:
         typer.echo(f"{verb} backup {b.id} ({b.store}, {b.status}, {b.finished_at:%Y-%m-%d %H:%M}Z) {b.location}")

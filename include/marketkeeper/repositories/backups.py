@@ -4,6 +4,7 @@ Life cycle of a row (``marketkeeper.services.backups`` drives it)::
 
     running --(file complete, checksummed, moved into place)--> succeeded
     running --(tool failed, killed, destination failed)------> failed        (no file under a final name)
+    running --(its process ended without finishing)---------> failed        ("abandoned: ...", settled later)
     succeeded|verified|drill_failed --(drill matched)--------> verified
     succeeded|verified|drill_failed --(drill differed/failed)-> drill_failed
 """
@@ -14,7 +15,7 @@ import builtins
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import sqlalchemy as sa
 
@@ -123,6 +124,38 @@ class BackupRepository(Repository[BackupRun]):
         if store is not None:
             statement = statement.where(BackupRun.store == store)
         return self._all(statement.limit(limit), order=("-started_at", "-id"))
+
+    def running(self, store: str | None = None) -> builtins.list[BackupRun]:
+        """Every attempt still ``running`` (or left so by a process that ended), of ``store`` or all, oldest first."""
+        statement = sa.select(BackupRun).where(BackupRun.status == BackupStatus.RUNNING)
+        if store is not None:
+            statement = statement.where(BackupRun.store == store)
+        return self._all(statement, order=("started_at", "id"))
+
+    def settle_restored_copy(self, run: BackupRun) -> bool:
+        """In a ledger restored from ``run`` (a backup of the catalog's ledger), set ``run``'s own row, which
+        the dump caught ``running``, to what the catalog says of it: its status, file and checksum. Only the
+        columns every schema since migration 0005 has are written (the copy may predate later ones).
+
+        :returns: whether the copy held that row still ``running``.
+        """
+        statement = (
+            sa.update(BackupRun)
+            .where(BackupRun.id == run.id, BackupRun.status == BackupStatus.RUNNING)
+            .values(
+                status=run.status,
+                finished_at=run.finished_at,
+                size_bytes=run.size_bytes,
+                sha256=run.sha256,
+                location=run.location,
+                tool_version=run.tool_version,
+                server_version=run.server_version,
+                error=None,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        result = cast("sa.CursorResult[Any]", self.session.execute(statement))  # an UPDATE's result
+        return bool(result.rowcount)
 
     def complete(self, store: str | None = None) -> builtins.list[BackupRun]:
         """Every complete backup (succeeded, verified, drill_failed), of ``store`` or all, newest first."""

@@ -3,7 +3,8 @@ and ``restore_drill`` DAGs call these and nothing else.
 
 Every attempt is a ``backup_runs`` row, committed as ``running`` before the tool starts, so a killed process
 leaves a row that never reads as succeeded; the row becomes ``succeeded`` only after the file is complete,
-checksummed and under its final name, else ``failed`` with the cause. A drill's outcome (``verified`` or
+checksummed and under its final name, else ``failed`` with the cause (a process that died: by the next run or
+prune, :mod:`marketkeeper.backups.abandoned`). A drill's outcome (``verified`` or
 ``drill_failed``, RTO, RPO, first difference) is written on the row of the backup it restored.
 """
 
@@ -15,6 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+from marketkeeper.backups.abandoned import settle_abandoned, settle_restored_copy, this_process
 from marketkeeper.backups.config import BackupSettings
 from marketkeeper.backups.destination import Destination
 from marketkeeper.backups.drill import run_drill
@@ -138,14 +140,21 @@ def run_backup(
     target = _destination(settings, destination)
     with StoreSet.open(config) as stores:
         with unit_of_work(stores.ledger) as repos:
-            run = repos.backups.start(store=store, kind=tool_class(config, store).kind, location=target.url)
+            settle_abandoned(repos, target, timeout=settings.abandon_after, store=store)
+            run = repos.backups.start(
+                store=store, kind=tool_class(config, store).kind, location=target.url, process=this_process()
+            )
         try:
             with open_tool(config, store, settings) as tool:
                 tool_version, server_version = tool.versions()
                 name = f"{store}-{run.started_at:%Y%m%dT%H%M%SZ}-{run.id}{tool.suffix}"
                 with unit_of_work(stores.ledger) as repos:
+                    # Its file's name: a settlement finds the partial file if this process dies mid-write.
                     run = repos.backups.record(
-                        repos.session.merge(run), tool_version=tool_version, server_version=server_version
+                        repos.session.merge(run),
+                        tool_version=tool_version,
+                        server_version=server_version,
+                        details={"file": name},
                     )
                 stored, figures = target.write(store, name, tool.dump)
         except BaseException as exc:  # a failed, interrupted or killed attempt never stays "running"
@@ -331,6 +340,8 @@ def restore_backup(
 ) -> str:
     """Restore backup ``backup_id`` for real into ``into`` (a new database by default); what was done.
 
+    A restored ledger's own row of this backup (``running`` when dumped) is set to what the catalog says.
+
     :raises RestoreRefusedError: ``into`` exists and ``overwrite`` is false.
     :raises ChecksumMismatchError: the stored file is corrupt (nothing is restored).
     """
@@ -344,7 +355,11 @@ def restore_backup(
         tempfile.TemporaryDirectory(prefix="marketkeeper-restore-") as tmp,
     ):
         local = target.fetch(run.location, Path(tmp, f"backup{tool.suffix}"), expected_sha256=run.sha256)
-        return tool.restore_into(local, into, overwrite=overwrite)
+        said = tool.restore_into(local, into, overwrite=overwrite)
+        restored_url = tool.restored_ledger_url(into)
+    if restored_url is not None and settle_restored_copy(restored_url, run):
+        said += f"; its row of backup {run.id} reads {run.status}, as in the catalog"
+    return said
 
 
 def prune_backups(
@@ -355,11 +370,13 @@ def prune_backups(
     destination: Destination | None = None,
 ) -> PrunePlan:
     """Apply grandfather-father-son rotation to every store's complete backups: delete the files and catalog
-    rows of those it does not keep (never a store's newest verified backup); ``dry_run`` deletes nothing."""
+    rows of those it does not keep (never a store's newest verified backup), after settling abandoned attempts
+    (:mod:`marketkeeper.backups.abandoned`); ``dry_run`` changes nothing."""
     settings = settings or BackupSettings()
     target = _destination(settings, destination)
     with StoreSet.open(config) as stores:
         with unit_of_work(stores.ledger) as repos:
+            settled = [] if dry_run else settle_abandoned(repos, target, timeout=settings.abandon_after)
             runs = {run.id: run for run in repos.backups.complete()}
         candidates = [
             Candidate(id=r.id, store=r.store, finished_at=r.finished_at, verified=r.status == BackupStatus.VERIFIED)
@@ -376,4 +393,5 @@ def prune_backups(
         kept=tuple(BackupOutcome.of(runs[c.id]) for c in keep),
         deleted=tuple(BackupOutcome.of(runs[c.id]) for c in delete),
         dry_run=dry_run,
+        settled=tuple(settled),
     )

@@ -132,3 +132,7 @@ class BackupRun(Base):
     #: The backup's age in seconds when it was drilled (how much would be lost restoring it then).
     rpo_seconds: Mapped[float | None] = mapped_column(sa.Double())
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    #: The process running the attempt (``host``, ``pid``, ``started``: its start time, epoch seconds), so a
+    #: later run can tell an attempt still running from one whose process ended without finishing (migration
+    #: 0008; ``None`` on older rows).
+    process: Mapped[dict[str, Any] | None]
