@@ -188,6 +188,21 @@ def test_answers_travel_plain_unless_gzip_answers(influxdb_client: InfluxDBClien
 
 
 @integration
+def test_a_chunked_read_left_early_leaves_the_client_usable(influxdb_client: InfluxDBClient) -> None:
+    # The answer is read ahead by a thread of its own: stopping after the first chunk must stop it and leave
+    # the client's connections fit for the next query, however often it happens.
+    influxdb_client.write_lines([format_line("candles", {}, {"close": float(i)}, i) for i in range(1, 5001)])
+    for _ in range(5):
+        chunks = influxdb_client.query_chunked("SELECT close FROM candles", chunk_size=100)
+        first = next(iter(chunks))
+        assert first.csv.splitlines()[0] == b"1,1"
+        chunks.close()
+    whole = list(influxdb_client.query_chunked("SELECT close FROM candles", chunk_size=1000))
+    assert [len(c.csv.splitlines()) for c in whole] == [1000] * 5
+    assert _count(influxdb_client, "candles", "close") == 5000
+
+
+@integration
 def test_refused_write_names_the_server_message_and_the_line(influxdb_client: InfluxDBClient) -> None:
     influxdb_client.write_lines(["candles close=1.5 1"])
     with pytest.raises(InfluxDBWriteError) as conflict:

@@ -11,6 +11,8 @@ InfluxDB 1.x drops statement errors from it, so a missing database or a failed q
 from __future__ import annotations
 
 import json
+import queue
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Final
@@ -22,6 +24,8 @@ __all__ = ["Chunk", "iter_chunks"]
 _VALUES: Final = b'"values":['
 #: Bytes read from the socket at a time.
 _READ_SIZE: Final = 1 << 20
+#: Blocks read ahead of the parser at most (so at most this many MB wait in memory).
+_READ_AHEAD: Final = 16
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,44 @@ class Chunk:
     name: str
     columns: list[str]
     csv: bytes
+
+
+def _read_ahead(read: Callable[[], bytes], depth: int = _READ_AHEAD) -> Iterator[bytes]:
+    """The blocks of ``read()`` up to its first empty one, read by a thread of their own up to ``depth`` blocks
+    ahead, so the server keeps streaming while the caller works on what came (the socket read releases the
+    GIL). An error of ``read`` is raised here, in order. When the caller stops early the thread stops at its
+    next block (or when the answer is closed under it).
+    """
+    blocks: queue.Queue[bytes | BaseException] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def pump() -> None:
+        item: bytes | BaseException = b""
+        while not stop.is_set():
+            try:
+                item = read()
+            except BaseException as exc:  # handed to the reader, which raises it
+                item = exc
+            while not stop.is_set():
+                try:
+                    blocks.put(item, timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+            if not isinstance(item, bytes) or not item:
+                return
+
+    threading.Thread(target=pump, name="influxdb-read-ahead", daemon=True).start()
+    try:
+        while True:
+            item = blocks.get()
+            if isinstance(item, BaseException):
+                raise item
+            if not item:
+                return
+            yield item
+    finally:
+        stop.set()
 
 
 def _lines(blocks: Iterable[bytes]) -> Iterator[bytes]:
@@ -79,7 +121,7 @@ def iter_chunks(
     :param scrub: hides secrets in text taken from the body.
     :raises InfluxDBError: the body is not InfluxDB's chunked JSON.
     """
-    blocks = iter(lambda: raw.read(_READ_SIZE, decode_content=True), b"")
+    blocks = _read_ahead(lambda: raw.read(_READ_SIZE, decode_content=True))
     for line in _lines(blocks):
         try:
             envelope, rows = _split(line)

@@ -312,14 +312,21 @@ class InfluxDBClient(Closing):
         return series
 
     def query_chunked(
-        self, q: str, *, params: Mapping[str, object] | None = None, chunk_size: int = 100_000
+        self,
+        q: str,
+        *,
+        params: Mapping[str, object] | None = None,
+        chunk_size: int = 100_000,
+        epoch: str | None = "ns",
     ) -> Iterator[Chunk]:
         """Run one InfluxQL ``SELECT`` chunked, yielding :class:`~marketkeeper.influxdb.chunked.Chunk` s of at most
-        ``chunk_size`` rows (times in ns) as they arrive; the request lives as long as the iteration.
+        ``chunk_size`` rows as they arrive; the request lives as long as the iteration.
+
+        :param epoch: the unit of the times, as :meth:`query` (``None``: RFC3339 strings).
 
         :raises InfluxDBError: as :meth:`query` (also when the server fails the query part-way).
         """
-        form = {**self._query_form(q, params, "ns"), "chunked": "true", "chunk_size": str(chunk_size)}
+        form = {**self._query_form(q, params, epoch), "chunked": "true", "chunk_size": str(chunk_size)}
         with self._http.request("POST", "/query", data=form, stream=True) as response:
             if not response.ok:
                 raise self._failed_query(response)

@@ -196,7 +196,7 @@ class CandleStore(Closing):
 
         :raises CandleStoreError: the store failed (naming the operation ``read``, the series and range).
         """
-        frames = list(self.iter_frames(key, start, end, chunk_rows=_READ_CHUNK_ROWS))
+        frames = list(self.iter_frames(key, start, end, chunk_rows=self._read_chunk_rows))
         if len(frames) == 1:
             return frames[0]
         if not frames:
@@ -281,6 +281,8 @@ class CandleStore(Closing):
 
     #: The exceptions of the backend's client or driver that :meth:`_failing` turns into store errors.
     _client_errors: ClassVar[tuple[type[Exception], ...]] = ()
+    #: Candles per frame inside :meth:`read` (a store that streams its answer as it goes reads smaller ones).
+    _read_chunk_rows: ClassVar[int] = _READ_CHUNK_ROWS
 
     def _classify(self, exc: Exception) -> tuple[type[CandleStoreError], str]:
         """Which store error one of :attr:`_client_errors` becomes, and the cause it states."""

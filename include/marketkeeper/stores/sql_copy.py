@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 import select
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, BinaryIO, Final, TypeVar
@@ -149,8 +149,6 @@ _COPY_TIMES_OUT: Final = (
     "WHERE exchange = %s AND symbol = %s AND timeframe = %s AND open_time >= %s AND open_time < %s "
     "ORDER BY open_time) TO STDOUT (FORMAT BINARY)"
 )
-_LAST_MESSAGES: Final = (_COPY_TRAILER, _COPY_HEADER + _COPY_TRAILER)
-_LAST_SIZES: Final = frozenset(len(m) for m in _LAST_MESSAGES)
 _TIMES_LAYOUT: Final = np.dtype([("fields", ">i2"), ("open_time_len", ">i4"), ("open_time", ">i8")])
 #: Open times per parsed piece of :func:`copy_open_times` (1.4 MB of COPY data).
 _TIMES_CHUNK: Final = 100_000
@@ -168,39 +166,66 @@ def _check_lengths(records: npt.NDArray[Any], layout: np.dtype[Any]) -> None:
         raise psycopg.DataError(f"COPY row {int(np.flatnonzero(bad)[0])} does not have the expected fixed-width fields")
 
 
-def _take(buffer: bytearray, layout: np.dtype[Any], n: int, convert: Callable[[npt.NDArray[Any]], T]) -> T:
-    records = np.frombuffer(buffer, dtype=layout, count=n)
+def _records(buffer: bytearray, layout: np.dtype[Any], convert: Callable[[npt.NDArray[Any]], T]) -> T:
+    records = np.frombuffer(buffer, dtype=layout)
     _check_lengths(records, layout)
-    out = convert(records)  # copies into native arrays, so the view dies here and the buffer can shrink
+    out = convert(records)  # copies into native arrays, so the view dies here and the buffer can be reused
     del records
-    del buffer[: n * layout.itemsize]
     return out
 
 
 def _parse(
-    stream: Iterable[Any], layout: np.dtype[Any], chunk_rows: int, convert: Callable[[npt.NDArray[Any]], T]
+    pgconn: psycopg.pq.abc.PGconn, layout: np.dtype[Any], chunk_rows: int, convert: Callable[[npt.NDArray[Any]], T]
 ) -> Iterator[T]:
-    """The rows of a binary ``COPY .. TO STDOUT`` stream of fixed-width ``layout`` records, ``chunk_rows`` at a
-    time, each piece converted as soon as it is complete (the stream's messages are appended to one buffer)."""
+    """The rows of a binary ``COPY .. TO STDOUT`` of fixed-width ``layout`` records, read straight from libpq,
+    ``chunk_rows`` at a time, each piece converted as soon as it is complete.
+
+    PostgreSQL sends every row as a message of its own, the header with the first and the trailer alone (or
+    header and trailer together when there are no rows). psycopg's ``Copy.read`` spends a generator and a wait
+    on each message: on two cores that alone cost more than PostgreSQL's own work, so this loop is psycopg's
+    ``copy_from`` without those layers, and a row message (one of exactly the record's size) costs a call and
+    a copy into the piece's buffer (keeping the messages themselves alive would cost an object each). Any
+    other message is the header, the trailer, or a row that is not the layout's (a NULL would shift every byte
+    after it): refused, as :func:`_check_lengths` refuses a wrong length inside a record.
+    """
+    size = layout.itemsize
+    piece = size * chunk_rows
+    get = pgconn.get_copy_data
     buffer = bytearray()
     header = True
-    piece = layout.itemsize * chunk_rows
-    for data in stream:
-        buffer += data
-        if header:
-            if len(buffer) < len(_COPY_HEADER):
-                continue
-            if buffer[: len(_COPY_HEADER)] != _COPY_HEADER:
-                raise psycopg.DataError("COPY TO STDOUT did not start with the binary COPY header")
-            del buffer[: len(_COPY_HEADER)]
-            header = False
-        while len(buffer) >= piece:
-            yield _take(buffer, layout, chunk_rows, convert)
-    if header or buffer[-len(_COPY_TRAILER) :] != _COPY_TRAILER or (len(buffer) - 2) % layout.itemsize:
-        raise psycopg.DataError("COPY TO STDOUT ended without the binary COPY trailer")
-    del buffer[-len(_COPY_TRAILER) :]
+    while True:
+        nbytes, data = get(1)
+        if nbytes == size and not header:
+            buffer += data
+            if len(buffer) >= piece:
+                yield _records(buffer, layout, convert)
+                buffer = bytearray()
+        elif nbytes > 0:
+            message = bytes(data)
+            if header:
+                if not message.startswith(_COPY_HEADER):
+                    raise psycopg.DataError("COPY TO STDOUT did not start with the binary COPY header")
+                message = message[len(_COPY_HEADER) :]
+                header = False
+            if message == _COPY_TRAILER:
+                break
+            if message:
+                if len(message) != size:
+                    rows = len(buffer) // size
+                    raise psycopg.DataError(f"COPY row {rows} does not have the expected fixed-width fields")
+                buffer += message
+                if len(buffer) >= piece:
+                    yield _records(buffer, layout, convert)
+                    buffer = bytearray()
+        elif nbytes == 0:
+            select.select([pgconn.socket], [], [])
+            pgconn.consume_input()
+        else:
+            # The COPY ended or failed before its trailer: raise, so that psycopg cancels and cleans up.
+            error = pgconn.get_error_message().strip() or "the COPY ended before its trailer"
+            raise psycopg.OperationalError(f"COPY TO STDOUT failed: {error}")
     if buffer:
-        yield _take(buffer, layout, len(buffer) // layout.itemsize, convert)
+        yield _records(buffer, layout, convert)
 
 
 def _times_ns(pg_us: npt.NDArray[Any]) -> npt.NDArray[np.int64]:
@@ -227,39 +252,28 @@ def _copy_out(conn: Connection, statement: str, key: SeriesKey, start: datetime,
     # COPY takes no server-side parameters: psycopg binds these client-side, quoted as literals.
     params = (key.exchange, key.symbol, str(key.timeframe), start, end)
     with driver.cursor() as cursor, cursor.copy(statement, params) as copy:
-        yield _messages(driver.pgconn)
+        yield driver.pgconn
         # The trailer was the last data: psycopg reads the end of the COPY and its result (or error) itself.
         if copy.read():
             raise psycopg.DataError("COPY TO STDOUT sent data after the binary COPY trailer")
 
 
-def _messages(pgconn: psycopg.pq.abc.PGconn, *, binary: bool = True) -> Iterator[memoryview]:
-    """The data messages of a COPY TO STDOUT, straight from libpq: a binary COPY's up to and including its
-    trailer, a text or CSV COPY's up to its end.
-
-    PostgreSQL sends one message per row, and psycopg's ``Copy.read`` spends a generator and a wait on each: on
-    two cores that alone cost more than PostgreSQL's own work. This loop is psycopg's ``copy_from`` without
-    those layers. A binary COPY stops at its trailer, so that psycopg still reads the COPY's result; a text
-    COPY has no last message to recognise, so its result is read here, as psycopg would, and a failed COPY
-    raises the server's error.
-    """
+def _messages(pgconn: psycopg.pq.abc.PGconn) -> Iterator[memoryview]:
+    """The data messages of a text or CSV COPY TO STDOUT, straight from libpq (as :func:`_parse` reads a binary
+    one), up to its end; then its result is read here, as psycopg would, and a failed COPY raises the server's
+    error."""
     while True:
         nbytes, data = pgconn.get_copy_data(1)
         if nbytes > 0:
             yield data
-            # PostgreSQL sends every row as a message of its own and the trailer alone, or with the header
-            # when there were no rows: no row message can look like either.
-            if binary and nbytes in _LAST_SIZES and bytes(data) in _LAST_MESSAGES:
-                return
         elif nbytes == 0:
             select.select([pgconn.socket], [], [])
             pgconn.consume_input()
-        elif nbytes == -1 and not binary:
+        elif nbytes == -1:
             _copy_result(pgconn)
             return
         else:
-            # The COPY ended or failed before its trailer: raise, so that psycopg cancels and cleans up.
-            error = pgconn.get_error_message().strip() or "the COPY ended before its trailer"
+            error = pgconn.get_error_message().strip() or "the COPY failed"
             raise psycopg.OperationalError(f"COPY TO STDOUT failed: {error}")
 
 
@@ -365,7 +379,7 @@ def copy_csv(conn: Connection, key: SeriesKey, start: datetime, end: datetime, o
         # The header goes out with the first rows, once the COPY runs, so a failed statement writes nothing.
         header = CSV_HEADER.encode()
         pending = bytearray()
-        for data in _messages(driver.pgconn, binary=False):
+        for data in _messages(driver.pgconn):
             pending += data
             if len(pending) >= _CSV_FLUSH:
                 # Every line ends in a newline and none holds one inside (no text column).
