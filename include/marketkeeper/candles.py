@@ -183,7 +183,9 @@ def _is_canonical(df: pd.DataFrame) -> bool:
 
 def open_time_ns(df: pd.DataFrame) -> npt.NDArray[np.int64]:
     """The ``open_time`` column of a normalized frame as int64 nanoseconds since the epoch."""
-    values: npt.NDArray[np.int64] = df[OPEN_TIME].dt.as_unit("ns").array.asi8
+    # On the array rather than through the .dt accessor: the same values, a quarter of the cost (it is
+    # called several times for every small frame a derived tier's incremental write passes).
+    values: npt.NDArray[np.int64] = df[OPEN_TIME].array.as_unit("ns").asi8
     return values
 
 

@@ -205,3 +205,28 @@ def test_resample_tier_refuses_members_without_source_count() -> None:
     daily.loc[2, "source_count"] = pd.NA
     with pytest.raises(CandleFrameError, match="has no source_count"):
         resample_tier(daily, "1d", "1w", base="1m")
+
+
+def test_resample_ranges_equals_resample_candles_of_each_range() -> None:
+    from marketkeeper.tiers import resample_ranges
+
+    frame = ONE_MINUTE.iloc[:30_000]
+    shuffled = frame.sample(frac=1.0, random_state=3)
+    times = frame["open_time"]
+    ranges = [
+        ("5m", times.iloc[100], times.iloc[2_000]),
+        ("1h", times.iloc[0], times.iloc[-1]),
+        ("1d", datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC)),
+        ("15m", times.iloc[500], times.iloc[500]),  # empty
+        ("4h", times.iloc[7], times.iloc[12_345]),
+    ]
+    closed = times.iloc[20_000].to_pydatetime()
+    for kwargs in ({}, {"closed_before": closed}):
+        got = resample_ranges(shuffled, "1m", ranges, **kwargs)
+        for (target, lo, hi), derived in zip(ranges, got, strict=True):
+            rows = frame[(frame["open_time"] >= lo) & (frame["open_time"] < hi)]
+            pd.testing.assert_frame_equal(derived, resample_candles(rows, "1m", target, **kwargs))
+    assert resample_ranges(frame, "1m", []) == []
+    assert resample_ranges(frame.iloc[:0], "1m", ranges[:1])[0].empty
+    with pytest.raises(TimeframeError, match="cannot derive 3m from 5m"):
+        resample_ranges(frame, "5m", [("3m", *ranges[0][1:])])

@@ -21,14 +21,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from marketkeeper.candles import EXPECTED_COUNT, SOURCE_COUNT, SeriesKey, open_time_ns
+from marketkeeper.candles import EXPECTED_COUNT, OPEN_TIME, SOURCE_COUNT, SeriesKey, open_time_ns
 from marketkeeper.errors import ConfigurationError
 from marketkeeper.markets import MarketSpec
 from marketkeeper.services.policy import LockPolicy
 from marketkeeper.services.writer import series_writer
 from marketkeeper.store_set import StoreConfig, StoreSet
 from marketkeeper.tiers.plan import source_of, touched_buckets, unsettled_range
-from marketkeeper.tiers.resample import resample_candles, resample_tier
+from marketkeeper.tiers.resample import resample_ranges, resample_tier
 from marketkeeper.timeframes import Timeframe, check_range, to_ns
 
 __all__ = [
@@ -120,8 +120,10 @@ def downsample_market(
 
     Tiers that divide a day come from one read of the base series, longer ones from their source tier (see
     :mod:`marketkeeper.tiers.plan`); only closed buckets (closed at ``now``) are written, none before the
-    series' retention horizon (its base is gone: those buckets are final). After each tier's write the Redis
-    cache is told, as ingestion does. Then the pending rows covered are settled.
+    series' retention horizon (its base is gone: those buckets are final). Every tier's buckets are computed
+    first and written together (:meth:`~marketkeeper.stores.base.CandleStore.write_many`: one statement or
+    request when they are few); then the Redis cache is told of each tier written, as ingestion does, and the
+    pending rows covered are settled.
 
     :raises ConfigurationError: a requested tier the market does not derive.
     :raises SeriesLockedError: another writer kept the base series past the lock policy's wait.
@@ -149,25 +151,32 @@ def downsample_market(
             if floor is not None:
                 lo = min(max(lo, tier.ceil(floor)), hi)
             spans[tier] = (lo, hi)
-        # A source tier's members, read once for every longer tier made from it (1w and 1M from 1d): after
-        # the source's own write of this run, which drops what was read before it.
+        # Every tier's buckets first, then one write of them all (one statement on PostgreSQL, one request on
+        # InfluxDB). Day-dividing tiers come first: a longer tier is made from one of them (1w and 1M from 1d),
+        # whose stored candles over its span are read once, with this run's fresh buckets laid over them.
+        made = resample_ranges(
+            base_frame, str(base.timeframe), [(str(t), *spans[t]) for t in direct], closed_before=clock
+        )
+        derived: dict[Timeframe, pd.DataFrame] = dict(zip(direct, made, strict=True))
         sources: dict[Timeframe, pd.DataFrame] = {}
         for tier in tiers:
             source = source_of(market, tier)
-            lo, hi = spans[tier]
             if source == base.timeframe:
-                derived = resample_candles(_between(base_frame, lo, hi), str(source), str(tier), closed_before=clock)
-            else:
-                if source not in sources:
-                    sources[source] = _read_source(opened, market, source, tiers, spans, base_frame)
-                members = _between(sources[source], lo, hi)
-                derived = resample_tier(members, str(source), str(tier), base=str(base.timeframe), closed_before=clock)
-            lock.ensure_held()
-            written = _write(opened, market.tier_key(tier), derived, lo, hi)
-            sources.pop(tier, None)
-            report.tiers.append(written)
+                continue
+            lo, hi = spans[tier]
+            if source not in sources:
+                stored = _read_source(opened, market, source, tiers, spans, base_frame)
+                sources[source] = _overlaid(stored, derived.get(source))
+            members = _between(sources[source], lo, hi)
+            derived[tier] = resample_tier(
+                members, str(source), str(tier), base=str(base.timeframe), closed_before=clock
+            )
+        lock.ensure_held()
+        written = opened.candles.write_many([(market.tier_key(t), derived[t]) for t in tiers])
+        for tier, count in zip(tiers, written, strict=True):
+            report.tiers.append(_announced(opened, market.tier_key(tier), derived[tier], count, *spans[tier]))
             if progress is not None:
-                progress(written)
+                progress(report.tiers[-1])
         unsettled = {str(t): unsettled_range(t, start, end, clock) for t in market.tiers}
         with unit_of_work(opened.ledger) as repos:
             report.settled = repos.tiers.settle(
@@ -220,9 +229,29 @@ def _between(frame: pd.DataFrame, lo: datetime, hi: datetime) -> pd.DataFrame:
     return frame.iloc[int(first) : int(last)]
 
 
-def _write(stores: StoreSet, key: SeriesKey, derived: pd.DataFrame, lo: datetime, hi: datetime) -> TierWrite:
-    written = stores.candles.write(key, derived) if len(derived) else 0
-    incomplete = int((derived[SOURCE_COUNT] < derived[EXPECTED_COUNT]).sum()) if written else 0
+def _overlaid(stored: pd.DataFrame, fresh: pd.DataFrame | None) -> pd.DataFrame:
+    """The source tier as the store holds it once this run's write is done: ``stored`` with the ``fresh``
+    buckets (computed now, written with the other tiers) in place of those at the same open times."""
+    if fresh is None or not len(fresh):
+        return stored
+    stored_times, fresh_times = open_time_ns(stored), open_time_ns(fresh)
+    kept = ~np.isin(stored_times, fresh_times)
+    if not kept.any():
+        return fresh
+    merged = pd.concat([stored if kept.all() else stored[kept], fresh], ignore_index=True)  # aligned by name
+    if stored_times[kept][-1] < fresh_times[0]:
+        return merged  # the usual case: the fresh buckets are the newest, the rows are in order already
+    return merged.sort_values(OPEN_TIME, kind="stable", ignore_index=True)
+
+
+def _announced(
+    stores: StoreSet, key: SeriesKey, derived: pd.DataFrame, written: int, lo: datetime, hi: datetime
+) -> TierWrite:
+    """What the tier got, after telling the Redis cache of it (when there is one and anything was written)."""
+    incomplete = 0
+    if written:  # on the arrays: resampled counts are never missing, and pandas' masked compare costs more
+        short = derived[SOURCE_COUNT].to_numpy(dtype=np.int64) < derived[EXPECTED_COUNT].to_numpy(dtype=np.int64)
+        incomplete = int(short.sum())
     if written and stores.cache is not None:
         _announce(stores, key, derived, lo, hi)
     return TierWrite(key.timeframe, lo, hi, written, incomplete)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Final
 
 import numpy as np
 import numpy.typing as npt
@@ -16,7 +17,6 @@ from marketkeeper.candles import (
     HIGH,
     LOW,
     OPEN,
-    OPEN_TIME,
     QUOTE_VOLUME,
     TRADE_COUNT,
     VOLUME,
@@ -31,6 +31,7 @@ __all__ = ["VALUE_COLUMNS", "PreparedCandles", "prepare_candles"]
 
 #: The float columns every candle has, in storage order.
 VALUE_COLUMNS: tuple[str, ...] = (OPEN, HIGH, LOW, CLOSE, VOLUME)
+_NAT: Final = np.iinfo(np.int64).min
 
 
 @dataclass(frozen=True)
@@ -91,9 +92,9 @@ def prepare_candles(key: SeriesKey, frame: pd.DataFrame, *, store: str) -> Prepa
         df = normalize_frame(frame)
     except CandleFrameError as exc:
         raise refuse(str(exc)) from exc
-    if df[OPEN_TIME].isna().any():
-        raise refuse("open_time has missing values")
     times = open_time_ns(df)
+    if (times == _NAT).any():  # NaT is int64's minimum (a numpy test, cheaper than the column's isna)
+        raise refuse("open_time has missing values")
     if len(times) > 1:
         repeated = times[1:] == times[:-1]
         if repeated.any():
@@ -120,8 +121,9 @@ def prepare_candles(key: SeriesKey, frame: pd.DataFrame, *, store: str) -> Prepa
     derived: dict[str, npt.NDArray[np.int64]] = {}
     for name in DERIVED_COLUMNS:
         if name in df.columns:
-            column = np.asarray(df[name].array.to_numpy(dtype=np.int64, na_value=-1), dtype=np.int64)
-            if (column < -1).any() or (df[name].notna().to_numpy() & (column < 0)).any():
+            counts = df[name].array
+            column = np.asarray(counts.to_numpy(dtype=np.int64, na_value=-1), dtype=np.int64)
+            if (column < -1).any() or (~np.asarray(counts.isna(), dtype=np.bool_) & (column < 0)).any():
                 raise refuse(f"column {name} has negative values")
             derived[name] = column
     return PreparedCandles(key, times, values, quote_volume, trade_count, present, derived)

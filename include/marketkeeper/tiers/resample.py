@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
@@ -27,7 +29,7 @@ from marketkeeper.candles import (
 )
 from marketkeeper.timeframes import Timeframe, TimeframeError, to_ns
 
-__all__ = ["RESAMPLED_COLUMNS", "check_derivable", "resample_candles", "resample_tier"]
+__all__ = ["RESAMPLED_COLUMNS", "check_derivable", "resample_candles", "resample_ranges", "resample_tier"]
 
 #: The columns of :func:`resample_candles`' result, in order.
 RESAMPLED_COLUMNS: Final = (
@@ -102,7 +104,32 @@ def resample_candles(
         time not aligned to ``base``.
     """
     base_tf, target_tf = check_derivable(base, target)
-    return _resample(frame, base_tf, target_tf, base_tf, closed_before)
+    return _resample(_members(frame, base_tf, derived=False), None, base_tf, target_tf, base_tf, closed_before)
+
+
+def resample_ranges(
+    frame: pd.DataFrame,
+    base: str,
+    targets: Sequence[tuple[str, datetime, datetime]],
+    *,
+    closed_before: datetime | None = None,
+) -> list[pd.DataFrame]:
+    """For each ``(target, lo, hi)``: :func:`resample_candles` of the rows of ``frame`` with open times in
+    ``[lo, hi)``, all from one pass over the frame's columns (what the tiers of one write need from one read
+    of the base). ``frame`` is checked as a whole, as :func:`resample_candles` checks it.
+
+    :raises TimeframeError, CandleFrameError: as :func:`resample_candles`.
+    """
+    checked = [(*check_derivable(base, target), lo, hi) for target, lo, hi in targets]
+    if not checked:
+        return []
+    members = _members(frame, checked[0][0], derived=False)
+    return [
+        _resample(
+            members, None if members is None else members.span(lo, hi), base_tf, target_tf, base_tf, closed_before
+        )
+        for base_tf, target_tf, lo, hi in checked
+    ]
 
 
 def resample_tier(
@@ -121,21 +148,34 @@ def resample_tier(
     base_tf, _ = check_derivable(base, source)
     if SOURCE_COUNT not in frame.columns or (len(frame) and bool(frame[SOURCE_COUNT].isna().any())):
         raise CandleFrameError(f"cannot resample the {source_tf} tier: a candle has no {SOURCE_COUNT}")
-    return _resample(frame, source_tf, target_tf, base_tf, closed_before)
+    return _resample(_members(frame, source_tf, derived=True), None, source_tf, target_tf, base_tf, closed_before)
 
 
-def _resample(
-    frame: pd.DataFrame,
-    base_tf: Timeframe,
-    target_tf: Timeframe,
-    unit_tf: Timeframe,
-    closed_before: datetime | None,
-) -> pd.DataFrame:
+@dataclass(frozen=True)
+class _Members:
+    """A frame's columns as numpy arrays in open-time order, taken from the frame once (on the few rows of
+    an incremental write, reaching into pandas costs more than the arithmetic)."""
+
+    times: npt.NDArray[np.int64]
+    values: dict[str, npt.NDArray[np.float64]]
+    quote_volume: npt.NDArray[np.float64] | None
+    trade_count: npt.NDArray[np.int64] | None
+    trade_count_present: npt.NDArray[np.bool_] | None
+    source_count: npt.NDArray[np.int64] | None
+
+    def span(self, lo: datetime, hi: datetime) -> tuple[int, int]:
+        """The rows with open times in ``[lo, hi)``."""
+        first, last = np.searchsorted(self.times, [to_ns(lo), to_ns(hi)])
+        return int(first), int(last)
+
+
+def _members(frame: pd.DataFrame, base_tf: Timeframe, *, derived: bool) -> _Members | None:
+    """The checked columns of ``frame`` (``None`` when it has no rows); ``derived``: with its source counts."""
     missing = [name for name in (OPEN_TIME, *PRICE_COLUMNS, VOLUME) if name not in frame.columns]
     if missing:
         raise CandleFrameError(f"cannot resample: the frame is missing column(s) {', '.join(missing)}")
     if len(frame) == 0:
-        return _empty()
+        return None
     if not isinstance(frame[OPEN_TIME].dtype, pd.DatetimeTZDtype):
         raise CandleFrameError("cannot resample: open_time must be timezone-aware datetimes (UTC)")
     times = open_time_ns(frame)
@@ -147,10 +187,42 @@ def _resample(
     if not bool(np.all(base_tf.is_aligned_ns(times))):
         raise CandleFrameError(f"cannot resample: the frame has open times not aligned to {base_tf}")
 
-    def column(name: str) -> npt.NDArray[np.float64]:
-        values = frame[name].to_numpy(dtype=np.float64, na_value=np.nan)
+    def ordered(values: npt.NDArray[Any]) -> npt.NDArray[Any]:
         return values if order is None else values[order]
 
+    def floats(name: str) -> npt.NDArray[np.float64]:
+        return ordered(frame[name].to_numpy(dtype=np.float64, na_value=np.nan))
+
+    trade_count = present = None
+    if TRADE_COUNT in frame.columns:
+        counts = pd.array(frame[TRADE_COUNT], dtype="Int64")
+        trade_count = ordered(np.asarray(counts.to_numpy(dtype=np.int64, na_value=0), dtype=np.int64))
+        present = ordered(~np.asarray(counts.isna(), dtype=np.bool_))
+    return _Members(
+        times=times,
+        values={name: floats(name) for name in (*PRICE_COLUMNS, VOLUME)},
+        quote_volume=floats(QUOTE_VOLUME) if QUOTE_VOLUME in frame.columns else None,
+        trade_count=trade_count,
+        trade_count_present=present,
+        source_count=ordered(frame[SOURCE_COUNT].to_numpy(dtype=np.int64)) if derived else None,
+    )
+
+
+def _resample(
+    members: _Members | None,
+    rows: tuple[int, int] | None,
+    base_tf: Timeframe,
+    target_tf: Timeframe,
+    unit_tf: Timeframe,
+    closed_before: datetime | None,
+) -> pd.DataFrame:
+    """The ``target_tf`` buckets of ``members``' rows ``rows`` (all of them when ``None``)."""
+    if members is None:
+        return _empty()
+    first, last = (0, len(members.times)) if rows is None else rows
+    if last <= first:
+        return _empty()
+    times = members.times[first:last]
     buckets = target_tf.floor_ns(times)
     # Sorted times give sorted buckets: each bucket is one run, starting where the bucket changes.
     starts = np.flatnonzero(np.r_[True, buckets[1:] != buckets[:-1]])
@@ -162,36 +234,45 @@ def _resample(
         starts, ends, opens, closes = starts[:n_closed], ends[:n_closed], opens[:n_closed], closes[:n_closed]
         if not len(starts):
             return _empty()
-        # reduceat sums up to the next start: cut the arrays after the last kept bucket.
-        stop = int(ends[-1])
-    else:
-        stop = len(times)
+    # reduceat sums up to the next start: the arrays are cut after the last kept bucket.
+    cut = slice(first, first + int(ends[-1]))
 
     counts = ends - starts
-    out: dict[str, object] = {OPEN_TIME: pd.DatetimeIndex(opens.view("datetime64[ns]")).tz_localize("UTC")}
-    values = {name: column(name)[:stop] for name in (*PRICE_COLUMNS, VOLUME)}
+    values = {name: data[cut] for name, data in members.values.items()}
     for name, data in values.items():
         if bool(np.isnan(data).any()):
             raise CandleFrameError(f"cannot resample: column {name} has missing values")
+    # The result's columns are built as the arrays pandas keeps (no dtype inference, no copy).
+    out: dict[str, object] = {OPEN_TIME: pd.DatetimeIndex(opens.view("datetime64[ns]")).tz_localize("UTC").array}
     out[OPEN] = values[OPEN][starts]
     out[HIGH] = np.maximum.reduceat(values[HIGH], starts)
     out[LOW] = np.minimum.reduceat(values[LOW], starts)
     out[CLOSE] = values[CLOSE][ends - 1]
     out[VOLUME] = np.add.reduceat(values[VOLUME], starts)
     out[QUOTE_VOLUME] = _complete_sum(
-        column(QUOTE_VOLUME)[:stop] if QUOTE_VOLUME in frame.columns else None, starts, counts
+        None if members.quote_volume is None else members.quote_volume[cut], starts, counts
     )
-    out[TRADE_COUNT] = _complete_count_sum(
-        _trade_counts(frame, order)[:stop] if TRADE_COUNT in frame.columns else None, starts, counts
-    )
-    if unit_tf == base_tf:
-        out[SOURCE_COUNT] = pd.array(counts, dtype="Int64")
+    if members.trade_count is None or members.trade_count_present is None:
+        out[TRADE_COUNT] = _missing_ints(len(starts))
+    else:
+        out[TRADE_COUNT] = _complete_count_sum(
+            members.trade_count[cut], members.trade_count_present[cut], starts, counts
+        )
+    if members.source_count is None:
+        out[SOURCE_COUNT] = _ints(counts)
     else:  # members are derived candles: count the base candles they hold
-        members = frame[SOURCE_COUNT].to_numpy(dtype=np.int64)
-        members = (members if order is None else members[order])[:stop]
-        out[SOURCE_COUNT] = pd.array(np.add.reduceat(members, starts), dtype="Int64")
-    out[EXPECTED_COUNT] = pd.array((closes - opens) // unit_tf.nanoseconds, dtype="Int64")
-    return pd.DataFrame(out, columns=list(RESAMPLED_COLUMNS))
+        out[SOURCE_COUNT] = _ints(np.add.reduceat(members.source_count[cut], starts))
+    out[EXPECTED_COUNT] = _ints((closes - opens) // unit_tf.nanoseconds)
+    return pd.DataFrame(out, columns=list(RESAMPLED_COLUMNS), copy=False)
+
+
+def _ints(values: npt.NDArray[np.integer]) -> pd.arrays.IntegerArray:
+    """``values`` as a nullable Int64 array without missing values."""
+    return pd.arrays.IntegerArray(values.astype(np.int64, copy=False), np.zeros(len(values), dtype=np.bool_))
+
+
+def _missing_ints(n: int) -> pd.arrays.IntegerArray:
+    return pd.arrays.IntegerArray(np.zeros(n, dtype=np.int64), np.ones(n, dtype=np.bool_))
 
 
 def _bucket_ends(target: Timeframe, opens: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
@@ -200,11 +281,6 @@ def _bucket_ends(target: Timeframe, opens: npt.NDArray[np.int64]) -> npt.NDArray
     months = opens.view("datetime64[ns]").astype("datetime64[M]") + np.timedelta64(1, "M")
     ends: npt.NDArray[np.int64] = months.astype("datetime64[ns]").view(np.int64)
     return ends
-
-
-def _trade_counts(frame: pd.DataFrame, order: npt.NDArray[np.intp] | None) -> pd.arrays.IntegerArray:
-    values = pd.array(frame[TRADE_COUNT], dtype="Int64")
-    return values if order is None else values[order]
 
 
 def _complete_sum(
@@ -220,14 +296,14 @@ def _complete_sum(
 
 
 def _complete_count_sum(
-    values: pd.arrays.IntegerArray | None, starts: npt.NDArray[np.intp], counts: npt.NDArray[np.intp]
+    values: npt.NDArray[np.int64],
+    present: npt.NDArray[np.bool_],
+    starts: npt.NDArray[np.intp],
+    counts: npt.NDArray[np.intp],
 ) -> pd.arrays.IntegerArray:
     """Per-bucket integer sums where every member has a value (NA elsewhere); int64, so counts above 2**53
-    stay exact."""
-    if values is None:
-        return pd.arrays.IntegerArray(np.zeros(len(starts), dtype=np.int64), np.ones(len(starts), dtype=bool))
-    present = ~np.asarray(values.isna())
-    sums = np.add.reduceat(values.to_numpy(dtype=np.int64, na_value=0), starts)
+    stay exact (``values`` holds 0 where a member has none)."""
+    sums = np.add.reduceat(values, starts)
     complete = np.add.reduceat(present.astype(np.int64), starts) == counts
     return pd.arrays.IntegerArray(sums.astype(np.int64), ~complete)
 
