@@ -1,7 +1,8 @@
 """Alerts end to end through a real ``airflow dags test``: a stale series raises exactly one alert, one
 e-mail (a real SMTP server on loopback, aiosmtpd) and one webhook call (a local HTTP receiver); a second
-evaluation repeats nothing; catching up resolves the alert. A task that fails in any marketkeeper DAG
-becomes an alert through the shared task-level failure callback."""
+evaluation repeats nothing; catching up resolves the alert, with a resolution e-mail and webhook call. A task
+that fails in any marketkeeper DAG becomes an alert through the shared task-level failure callback, and the
+same task succeeding in a later run resolves it (the success callback), with a resolution e-mail."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from tests.integration.test_ops_status import write
 pytestmark = pytest.mark.integration
 
 KEY = SeriesKey.of("alerttest", "BTC/USDT", "1m")
+MARKET = "alerttest:BTC/USDT"
 MARKETS = json.dumps(
     {"markets": [{"exchange": "alerttest", "symbol": "BTC/USDT", "source": "synthetic:5", "derived": []}]}
 )
@@ -80,6 +82,11 @@ def smtp_connection(port: int) -> str:
     return json.dumps({"conn_type": "smtp", "host": "127.0.0.1", "port": port, "extra": extra})
 
 
+def _text(mail: Any) -> str:
+    """The decoded text of every part of an e-mail."""
+    return "".join(str(part.get_payload(decode=True), "utf-8") for part in mail.walk() if not part.is_multipart())
+
+
 def open_alerts(url: str) -> list[Any]:
     engine = create_ledger_engine(url)
     try:
@@ -127,7 +134,11 @@ def test_a_stale_series_raises_one_alert_one_email_and_resolves(
     write(config, KEY, top - timedelta(minutes=15), top + timedelta(minutes=10))  # ingestion caught up
     run_airflow(airflow_home, env, "dags", "test", "ops_monitor")
     assert open_alerts(fresh_pg_url) == []
-    assert len(inbox) == 1 and posts[-1]["resolved"] == [f"freshness:{KEY}"]
+    assert posts[-1]["resolved"] == [f"freshness:{KEY}"] and posts[-1]["opened"] == []
+    assert len(inbox) == 2 and inbox[1].rcpt_tos == ["ops@example.com"]  # the resolution, by e-mail too
+    resolution = message_from_bytes(inbox[1].original_content)
+    assert resolution["Subject"] == f"[marketkeeper] 1 alert(s) resolved: freshness:{KEY}"
+    assert f"freshness:{KEY}" in _text(resolution)
 
 
 def test_a_failed_task_of_any_dag_becomes_an_alert(
@@ -151,3 +162,12 @@ def test_a_failed_task_of_any_dag_becomes_an_alert(
     assert (
         len(inbox) == 1 and "task_failed ohlcv_ingest.plan" in message_from_bytes(inbox[0].original_content)["Subject"]
     )
+    key = alerts[0].key
+
+    # The same DAG with a declared market: plan succeeds, and its success resolves the failed run's alert.
+    run_airflow(airflow_home, env, "dags", "test", "ohlcv_ingest", "-c", json.dumps({"markets": [MARKET]}))
+    assert open_alerts(fresh_pg_url) == []
+    assert len(inbox) == 2
+    resolution = message_from_bytes(inbox[1].original_content)
+    assert resolution["Subject"] == f"[marketkeeper] 1 alert(s) resolved: {key}"
+    assert "task ohlcv_ingest.plan succeeded in run" in _text(resolution)

@@ -296,3 +296,87 @@ def test_a_derived_tier_is_a_series_of_its_own(
     # Newest closed 5m bucket opened at five - 5 min; the tier's newest stored one at five - 20 min.
     assert by_series[str(tier)].lag_candles == 3 and by_series[str(tier)].status == "stale"
     assert ("freshness", str(tier)) in {(b.slo, b.subject) for b in status.breaches}
+
+
+def _fail_task(url: str, subject: str, run_id: str, at: datetime) -> None:
+    """A ``task_failed`` alert as the task-failure callback writes it."""
+    engine = create_ledger_engine(url)
+    with unit_of_work(engine) as repos:
+        repos.alerts.open_task_failure(
+            key=f"task:{subject}:{run_id}",
+            subject=subject,
+            title=f"task failed: {subject}",
+            message=f"{subject} failed in run {run_id}: boom",
+            details={"run_id": run_id},
+            at=at,
+        )
+    engine.dispose()
+
+
+def test_an_open_failed_task_is_listed_and_fails_status_until_acknowledged(fresh_pg_url: str, tmp_path: Path) -> None:
+    env = {"DATABASE_URL": fresh_pg_url, "MARKETKEEPER_MARKETS": DECLARATION}
+    assert run_cli("db", "upgrade", env=env, cwd=tmp_path).returncode == 0
+    top = datetime.now(UTC).replace(second=0, microsecond=0)
+    config = StoreConfig(ledger_url=fresh_pg_url)
+    for key in (BTC, ETH):  # every series fresh: only the failed task is wrong
+        write(config, key, top - timedelta(hours=1), top + timedelta(minutes=5))
+    _fail_task(fresh_pg_url, "ohlcv_ingest.plan", "manual__1", top)
+
+    result = run_cli("status", "--json", env=env, cwd=tmp_path)
+    assert result.returncode == 1, result.stderr
+    document = json.loads(result.stdout)
+    assert document["breaches"] == [] and document["ok"] is False
+    (alert,) = document["alerts"]
+    assert (alert["kind"], alert["subject"], alert["severity"]) == ("task_failed", "ohlcv_ingest.plan", "high")
+    short = alert["id"].replace("-", "")[:8]
+    assert result.stderr.strip() == f"error: 1 failed task(s) open: ohlcv_ingest.plan ({short})"
+    table = run_cli("status", env=env, cwd=tmp_path)
+    assert table.returncode == 1
+    assert f"{short}  [high] task_failed since " in table.stdout and "failed in run manual__1: boom" in table.stdout
+
+    wrong = run_cli("status", "--ack", "xyz", env=env, cwd=tmp_path)
+    assert wrong.returncode == 1 and "give at least its first 6 hex digits" in wrong.stderr
+    assert "Traceback" not in wrong.stderr
+    acked = run_cli("status", "--ack", short, env=env, cwd=tmp_path)
+    assert acked.returncode == 0, acked.stderr
+    assert (
+        acked.stdout.strip() == f"acknowledged {short} (task_failed ohlcv_ingest.plan): task failed: ohlcv_ingest.plan"
+    )
+
+    fine = run_cli("status", env=env, cwd=tmp_path)
+    assert fine.returncode == 0, fine.stdout + fine.stderr
+    assert "open alerts: 0" in fine.stdout
+    engine = create_ledger_engine(fresh_pg_url)
+    with unit_of_work(engine) as repos:
+        (row,) = repos.alerts.list(limit=10)
+        assert row.resolved_at is not None and row.extra_metadata["resolution"] == "acknowledged"
+    engine.dispose()
+    again = run_cli("status", "--ack", short, env=env, cwd=tmp_path)  # only an open alert can be acknowledged
+    assert again.returncode == 1 and "does not exist" in again.stderr
+
+
+def test_a_task_that_succeeds_resolves_its_open_failures_and_no_other(config: StoreConfig, now: datetime) -> None:
+    from marketkeeper.ops.metrics import render_metrics
+    from marketkeeper.ops.page import render_page
+    from marketkeeper.services.status import resolve_task_failures
+
+    subject, other = "opsresolve.load[2]", "opsresolve.load[3]"
+    _fail_task(config.ledger_url, subject, "scheduled__1", now)
+    _fail_task(config.ledger_url, subject, "scheduled__2", now)
+    _fail_task(config.ledger_url, other, "scheduled__2", now)
+    status = ops_status(config, now=now, slos=Slos())
+    assert {subject, other} <= {a.subject for a in status.failed_tasks} and not status.ok
+    page = render_page(status, {})
+    assert page.count('<tr class="task_failed"') == len(status.failed_tasks) and "status --ack ID" in page
+    assert (
+        f'marketkeeper_open_alerts{{kind="task_failed"}} {len(status.failed_tasks)}.0'
+        in render_metrics(status).decode()
+    )
+
+    resolved = resolve_task_failures(config, subject, run_id="scheduled__3")
+
+    assert sorted(resolved) == [f"task:{subject}:scheduled__1", f"task:{subject}:scheduled__2"]
+    still = [a for a in ops_status(config, now=now, slos=Slos()).alerts if a.subject in (subject, other)]
+    assert [a.subject for a in still] == [other]
+    assert resolve_task_failures(config, subject, run_id="scheduled__4") == []
+    resolve_task_failures(config, other, run_id="scheduled__3")

@@ -1,16 +1,18 @@
 """Operator alerts from Airflow: the ``ops_monitor`` task (SLO breaches -> ``alerts`` rows), the task-failure
-callback every marketkeeper DAG shares, and the notifications both send.
+and task-success callbacks every marketkeeper DAG shares (a failed task opens an alert; the same task
+succeeding in a later run resolves it), and the notifications they send.
 
 Notifications are Airflow notifiers configured by connection and off until the connection exists:
 
 * ``marketkeeper_alerts_smtp`` (type ``smtp``; host, port, login/password as the SMTP provider reads them; extras
   ``to`` — comma-separated recipients, required — and ``from_email``): one e-mail per evaluation that opened
-  alerts, through :class:`~airflow.providers.smtp.notifications.smtp.SmtpNotifier`;
+  or resolved alerts, through :class:`~airflow.providers.smtp.notifications.smtp.SmtpNotifier`;
 * ``marketkeeper_alerts_webhook`` (any type; ``host`` is the full URL, or host/port/schema/``extra.path``):
   one JSON ``POST`` per evaluation that opened or resolved alerts, through :class:`WebhookNotifier`.
 
 An alert is written before anything is sent and marked delivered only once every notifier took it: a notifier
-that fails fails the task, and the next evaluation (or task failure) sends the alert again.
+that fails fails the task, and the next evaluation (or task failure) sends the alert again. A resolution is
+sent once, best effort (the alert is resolved already).
 """
 
 from __future__ import annotations
@@ -29,7 +31,14 @@ from marketkeeper.airflow.stores import NOT_CONFIGURED, get_optional_connection
 if TYPE_CHECKING:
     from marketkeeper.store_set import StoreConfig
 
-__all__ = ["SMTP_CONN_ID", "WEBHOOK_CONN_ID", "WebhookNotifier", "evaluate_and_alert", "record_task_failure"]
+__all__ = [
+    "SMTP_CONN_ID",
+    "WEBHOOK_CONN_ID",
+    "WebhookNotifier",
+    "evaluate_and_alert",
+    "record_task_failure",
+    "record_task_success",
+]
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +103,7 @@ def _email_settings() -> tuple[list[str], str | None] | None:
 def notify(
     opened: Sequence[Mapping[str, Any]], resolved: Sequence[str], *, context: Mapping[str, Any], source: str
 ) -> list[str]:
-    """Send the new alerts (and, by webhook, the resolved ones) through every configured notifier.
+    """Send the new and the resolved alerts through every configured notifier.
 
     :param opened: new alerts as dicts (``slo``, ``subject``, ``severity``, ``message``, ``since``, ``key``).
     :param resolved: keys of the alerts that just ended.
@@ -104,22 +113,16 @@ def notify(
     if not opened and not resolved:
         return sent
     email = _email_settings()
-    if email is not None and opened:
+    if email is not None:
         from airflow.providers.smtp.notifications.smtp import SmtpNotifier
 
         to, from_email = email
-        worst = max(opened, key=lambda a: _SEVERITY_ORDER.get(str(a["severity"]), 0))
-        subject = f"[marketkeeper] {len(opened)} new alert(s): {worst['slo']} {worst['subject']}"
-        items = "".join(
-            f"<li><b>[{html.escape(str(a['severity']))}] {html.escape(str(a['slo']))}</b>: "
-            f"{html.escape(str(a['message']))} (since {html.escape(str(a.get('since') or '-'))})</li>"
-            for a in opened
-        )
+        subject, body = _email(opened, resolved)
         SmtpNotifier(
             to=to,
             from_email=from_email,
             subject=subject,
-            html_content=f"<p>{html.escape(source)}</p><ul>{items}</ul>",
+            html_content=f"<p>{html.escape(source)}</p>{body}",
             smtp_conn_id=SMTP_CONN_ID,
         ).notify(dict(context))  # type: ignore[arg-type]
         sent.append("email")
@@ -129,6 +132,28 @@ def notify(
         WebhookNotifier(url=url, payload=payload).notify(dict(context))
         sent.append("webhook")
     return sent
+
+
+def _email(opened: Sequence[Mapping[str, Any]], resolved: Sequence[str]) -> tuple[str, str]:
+    """The subject and HTML body of one e-mail: the new alerts (the worst in the subject), then the resolved."""
+    body = ""
+    if opened:
+        worst = max(opened, key=lambda a: _SEVERITY_ORDER.get(str(a["severity"]), 0))
+        subject = f"[marketkeeper] {len(opened)} new alert(s): {worst['slo']} {worst['subject']}"
+        if resolved:
+            subject += f"; {len(resolved)} resolved"
+        items = "".join(
+            f"<li><b>[{html.escape(str(a['severity']))}] {html.escape(str(a['slo']))}</b>: "
+            f"{html.escape(str(a['message']))} (since {html.escape(str(a.get('since') or '-'))})</li>"
+            for a in opened
+        )
+        body += f"<ul>{items}</ul>"
+    else:
+        subject = f"[marketkeeper] {len(resolved)} alert(s) resolved: {', '.join(resolved)}"[:250]
+    if resolved:
+        items = "".join(f"<li>{html.escape(key)}</li>" for key in resolved)
+        body += f"<p>Resolved:</p><ul>{items}</ul>"
+    return subject, body
 
 
 _SEVERITY_ORDER: Final = {"low": 0, "medium": 1, "high": 2, "critical": 3}
@@ -184,8 +209,7 @@ def record_task_failure(context: Mapping[str, Any]) -> None:
 
     ti = context["ti"]
     map_index = getattr(ti, "map_index", -1)
-    task = ti.task_id if map_index in (None, -1) else f"{ti.task_id}[{map_index}]"
-    subject = f"{ti.dag_id}.{task}"
+    subject = _task_subject(ti)
     exception = context.get("exception")
     cause = first_line(exception) if isinstance(exception, BaseException) else str(exception or "unknown cause")
     details = {"dag_id": ti.dag_id, "task_id": ti.task_id, "run_id": ti.run_id, "map_index": map_index}
@@ -204,3 +228,25 @@ def record_task_failure(context: Mapping[str, Any]) -> None:
     finally:
         engine.dispose()
     _deliver(config, [], context=context, source=f"task failure in {ti.dag_id}")
+
+
+def _task_subject(ti: Any) -> str:
+    """``dag.task`` or, for a mapped task instance, ``dag.task[i]``: what a task's alerts are about."""
+    map_index = getattr(ti, "map_index", -1)
+    task = ti.task_id if map_index in (None, -1) else f"{ti.task_id}[{map_index}]"
+    return f"{ti.dag_id}.{task}"
+
+
+def record_task_success(context: Mapping[str, Any]) -> None:
+    """The task-level ``on_success_callback`` of every marketkeeper DAG: the task succeeded, so the open
+    ``task_failed`` alerts of that task (any earlier run) are resolved, and the notifiers told."""
+    from marketkeeper.airflow.stores import store_config
+    from marketkeeper.services.status import resolve_task_failures
+
+    ti = context["ti"]
+    subject = _task_subject(ti)
+    config = store_config()
+    resolved = resolve_task_failures(config, subject, run_id=ti.run_id)
+    if resolved:
+        log.info("resolved %s", ", ".join(resolved))
+        _deliver(config, resolved, context=context, source=f"task {subject} succeeded in run {ti.run_id}")

@@ -28,6 +28,7 @@ __all__ = [
     "markets_param",
     "max_failed_fraction_param",
     "on_task_failure",
+    "on_task_success",
     "plan_batches",
     "plan_markets",
     "selection_param",
@@ -50,6 +51,13 @@ def on_task_failure(context: Mapping[str, Any]) -> None:
     record_task_failure(context)
 
 
+def on_task_success(context: Mapping[str, Any]) -> None:
+    """Every marketkeeper task's ``on_success_callback``: resolves the task's open failure alerts."""
+    from marketkeeper.airflow.alerting import record_task_success
+
+    record_task_success(context)
+
+
 def default_args(*, retries: int = 3, retry_delay: timedelta = timedelta(minutes=2)) -> dict[str, Any]:
     """The ``default_args`` of every marketkeeper DAG: owner, retries with exponential backoff, and the
     failure callback that turns a task's final failure into an ``alerts`` row (:func:`on_task_failure`)."""
@@ -59,6 +67,7 @@ def default_args(*, retries: int = 3, retry_delay: timedelta = timedelta(minutes
         "retry_delay": retry_delay,
         "retry_exponential_backoff": True,
         "on_failure_callback": on_task_failure,
+        "on_success_callback": on_task_success,
     }
 
 

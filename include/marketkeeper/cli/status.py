@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated
@@ -67,27 +68,57 @@ def _table(status: OpsStatus) -> list[str]:
         )
     lines += ["", f"breaches: {len(status.breaches)}"]
     lines += [f"  [{b.severity}] {b.slo}: {b.message}" for b in status.breaches]
+    lines += ["", f"open alerts: {len(status.alerts)}"]
+    lines += [f"  {a.short_id}  [{a.severity}] {a.kind} since {_when(a.since)}: {a.message}" for a in status.alerts]
+    if status.failed_tasks:
+        lines.append("  (a failed task's alert resolves when the task next succeeds, or: marketkeeper status --ack ID)")
     return lines
+
+
+def _problems(status: OpsStatus) -> str:
+    """What makes ``status`` fail, in one line: the SLO breaches and the failed tasks still open."""
+    parts = []
+    if status.breaches:
+        parts.append(
+            f"{len(status.breaches)} SLO breach(es): " + "; ".join(f"{b.slo} {b.subject}" for b in status.breaches)
+        )
+    if status.failed_tasks:
+        parts.append(
+            f"{len(status.failed_tasks)} failed task(s) open: "
+            + "; ".join(f"{a.subject} ({a.short_id})" for a in status.failed_tasks)
+        )
+    return "; ".join(parts)
 
 
 def status(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document, not a table.")] = False,
+    ack: Annotated[
+        str | None,
+        typer.Option("--ack", metavar="ID", help="Acknowledge (resolve) the open alert ID (its first 8 digits do)."),
+    ] = None,
 ) -> None:
-    """Freshness, gaps and quality of every active series, the stores, the backups, and the SLO breaches.
+    """Freshness, gaps and quality of every active series, the stores, the backups, the SLO breaches and the
+    open operator alerts (SLO breaches and failed tasks).
 
-    Exits 1 when any SLO is breached, naming each breach (for cron or a CI check). SLOs: MARKETKEEPER_SLO_*.
+    Exits 1 when any SLO is breached or a failed task's alert is open, naming each (for cron or a CI check);
+    such an alert resolves when the task next succeeds, or with --ack ID. SLOs: MARKETKEEPER_SLO_*.
     """
-    from marketkeeper.services.status import ops_status
+    from marketkeeper.services.status import acknowledge_alert, ops_status
 
     config = store_config()
+    if ack is not None:
+        with user_errors():
+            done = acknowledge_alert(config, ack, by=getpass.getuser())
+        typer.echo(f"acknowledged {done.short_id} ({done.kind} {done.subject}): {done.title}")
+        return
     with user_errors():
         report = ops_status(config)
     if as_json:
         typer.echo(json.dumps(report.as_dict(), indent=2))
     else:
         typer.echo("\n".join(_table(report)))
-    if report.breaches:
-        fail(f"{len(report.breaches)} SLO breach(es): " + "; ".join(f"{b.slo} {b.subject}" for b in report.breaches))
+    if not report.ok:
+        fail(_problems(report))
 
 
 def register(app: typer.Typer) -> None:

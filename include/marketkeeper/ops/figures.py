@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from marketkeeper.health import StoreHealth
 
-__all__ = ["BackupFigures", "Breach", "OpsStatus", "SeriesFigures", "Severity", "StoreHealth"]
+__all__ = ["BackupFigures", "Breach", "OperatorAlert", "OpsStatus", "SeriesFigures", "Severity", "StoreHealth"]
 
 Severity = Literal["low", "medium", "high", "critical"]
 
@@ -115,12 +115,36 @@ class Breach:
 
 
 @dataclass(frozen=True)
+class OperatorAlert:
+    """One open operator alert: an SLO breach the ops monitor recorded, or a failed task (``kind``
+    ``slo_breach`` or ``task_failed``). A failed task counts against the status until that task succeeds
+    in a later run or an operator acknowledges it (``marketkeeper status --ack ID``)."""
+
+    id: str
+    kind: str
+    severity: str
+    subject: str | None
+    title: str
+    message: str
+    since: datetime | None
+
+    @property
+    def short_id(self) -> str:
+        """The id's first 8 hex digits: enough for ``--ack``."""
+        return self.id.replace("-", "")[:8]
+
+    def as_dict(self) -> dict[str, Any]:
+        return _jsonable(asdict(self))
+
+
+@dataclass(frozen=True)
 class OpsStatus:
     """Everything :func:`marketkeeper.services.status.ops_status` measured at ``generated_at``.
 
     :param stores: each store as the one checker (:func:`marketkeeper.health.check_stores`) measured it.
 
     :param backups: ``None`` when no backup is configured (the section says so), else one entry per store.
+    :param alerts: the open operator alerts, newest first (empty when the ledger could not be read).
     """
 
     generated_at: datetime
@@ -129,10 +153,16 @@ class OpsStatus:
     backups: list[BackupFigures] | None
     breaches: list[Breach]
     slos: dict[str, Any] = field(default_factory=dict)
+    alerts: list[OperatorAlert] = field(default_factory=list)
+
+    @property
+    def failed_tasks(self) -> list[OperatorAlert]:
+        """The open ``task_failed`` alerts: each counts like a breach until resolved or acknowledged."""
+        return [a for a in self.alerts if a.kind == "task_failed"]
 
     @property
     def ok(self) -> bool:
-        return not self.breaches
+        return not self.breaches and not self.failed_tasks
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -143,5 +173,6 @@ class OpsStatus:
             "backups": None if self.backups is None else [b.as_dict() for b in self.backups],
             "backups_note": "no backups configured" if not self.backups else None,
             "breaches": [b.as_dict() for b in self.breaches],
+            "alerts": [a.as_dict() for a in self.alerts],
             "slos": self.slos,
         }

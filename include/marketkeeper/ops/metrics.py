@@ -83,6 +83,13 @@ class _StatusCollector(Collector):
             breaches.add_metric([breach.slo, breach.subject], 1)
         yield breaches
 
+        alerts = GaugeMetricFamily(
+            "marketkeeper_open_alerts", "Open operator alerts, by kind (slo_breach, task_failed).", labels=["kind"]
+        )
+        for kind in ("slo_breach", "task_failed"):
+            alerts.add_metric([kind], sum(a.kind == kind for a in status.alerts))
+        yield alerts
+
 
 def render_metrics(status: OpsStatus) -> bytes:
     """``status`` in the text exposition format."""

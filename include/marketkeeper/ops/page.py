@@ -30,9 +30,18 @@ _TEMPLATE = _ENV.from_string(
 </style></head><body>
 <h1>marketkeeper ops</h1>
 <p>Measured {{ generated }} UTC &middot; {{ breaches|length }} SLO breach(es) &middot;
+ {{ failed_tasks|length }} failed task(s) open &middot;
  <a href="status">JSON</a> &middot; <a href="metrics">metrics</a></p>
 {% if breaches %}<ul id="breaches">{% for b in breaches %}
  <li class="breach">[{{ b.severity }}] {{ b.slo }}: {{ b.message }}</li>{% endfor %}</ul>{% endif %}
+<h2>Open alerts</h2>
+{% if alerts %}<table id="alerts"><thead><tr><th>id</th><th>kind</th><th>severity</th><th>subject</th>
+ <th>since</th><th>message</th></tr></thead><tbody>{% for a in alerts %}
+<tr class="{{ a.kind }}" data-alert="{{ a.id }}"><td>{{ a.short_id }}</td><td>{{ a.kind }}</td>
+ <td>{{ a.severity }}</td><td>{{ a.subject or "-" }}</td><td>{{ when(a.since) }}</td><td>{{ a.message }}</td></tr>
+{% endfor %}</tbody></table>
+<p>A failed task's alert resolves when that task next succeeds, or with <code>marketkeeper status --ack ID</code>.</p>
+{% else %}<p id="alerts">no open alerts</p>{% endif %}
 <h2>Series</h2>
 <form method="get">
  <label>exchange <select name="exchange"><option value="">all</option>{% for e in exchanges %}
@@ -100,6 +109,8 @@ def render_page(status: OpsStatus, chosen: Mapping[str, str]) -> str:
     return _TEMPLATE.render(
         generated=f"{status.generated_at:%Y-%m-%d %H:%M:%S}",
         breaches=status.breaches,
+        alerts=status.alerts,
+        failed_tasks=status.failed_tasks,
         series=filter_series(status.series, chosen),
         exchanges=sorted({s.exchange for s in status.series}),
         timeframes=sorted({s.timeframe for s in status.series}),

@@ -1,5 +1,14 @@
 """Alerts: a user's unread alerts, alerts by severity, marking alerts read; and operator alerts (no user), one
-open alert per key, opened and resolved by the ops monitor and the task-failure callback."""
+open alert per key, opened and resolved by the ops monitor and the task callbacks, or acknowledged by hand.
+
+Life cycle of an operator alert::
+
+    (breach seen) --> open --(breach gone, next ops_monitor evaluation)---------------> resolved  (slo_breach)
+    (task failed) --> open --(the same task succeeds in a later run)-----------------> resolved  (task_failed)
+                      open --(`marketkeeper status --ack ID`: an operator took it on)--> resolved  (either)
+
+``resolved_at`` is set whichever way; ``metadata.resolution`` says which.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +21,7 @@ import sqlalchemy as sa
 
 from marketkeeper.ledger.models import Alert, AlertSeverity
 from marketkeeper.repositories.base import Page, Repository
-from marketkeeper.repositories.errors import NotFoundError
+from marketkeeper.repositories.errors import NotFoundError, ValidationError
 from marketkeeper.repositories.validation import DEFAULT_PAGE_SIZE, RecordId, as_enum
 
 if TYPE_CHECKING:
@@ -138,6 +147,44 @@ class AlertRepository(Repository[Alert]):
             since=at,
             timestamp=at,
         )
+
+    def open_operator_alert(self, alert_id: str) -> Alert:
+        """The open operator alert whose id is, or starts with, ``alert_id`` (at least 6 hex digits, as
+        ``marketkeeper status`` shows them).
+
+        :raises ValidationError: ``alert_id`` is too short or not hex, or more than one open alert matches.
+        :raises NotFoundError: no open operator alert matches.
+        """
+        wanted = alert_id.strip().lower().replace("-", "")
+        if len(wanted) < 6 or any(c not in "0123456789abcdef" for c in wanted):
+            raise ValidationError(f"alert id {alert_id!r}: give at least its first 6 hex digits", model=self.name)
+        found = [a for a in self.open_operator() if a.id.hex.startswith(wanted)]
+        if not found:
+            raise NotFoundError("open operator alert", alert_id)
+        if len(found) > 1:
+            raise ValidationError(f"alert id {alert_id!r} matches {len(found)} open alerts: give more digits")
+        return found[0]
+
+    def acknowledge(self, alert: Alert, *, at: datetime, by: str | None = None) -> Alert:
+        """Resolve ``alert`` by hand: an operator took it on (it no longer counts against ``status``)."""
+        alert.resolved_at = at
+        resolution = {"resolution": "acknowledged", "acknowledged_at": at.isoformat(), "acknowledged_by": by}
+        alert.extra_metadata = {**(alert.extra_metadata or {}), **resolution}
+        self._flush("update")
+        return alert
+
+    def resolve_task_failures(self, subject: str, *, run_id: str, at: datetime) -> builtins.list[Alert]:
+        """Resolve every open ``task_failed`` alert of ``subject`` (``dag.task`` or ``dag.task[i]``), whatever
+        run it failed in: the task just succeeded in ``run_id``. The alerts resolved."""
+        statement = sa.select(Alert).where(
+            Alert.alert_type == TASK_FAILED, Alert.subject == subject, Alert.resolved_at.is_(None)
+        )
+        rows = builtins.list(self.session.scalars(statement).all())
+        for row in rows:
+            row.resolved_at = at
+            row.extra_metadata = {**(row.extra_metadata or {}), "resolution": f"succeeded in run {run_id}"}
+        self._flush("update")
+        return rows
 
     def resolve(self, keys: Iterable[str], *, at: datetime) -> int:
         """Resolve the open alerts with these keys at ``at``; returns how many were open."""

@@ -1,6 +1,7 @@
 """The ops status, computed once for every view: ``marketkeeper status``, the ``ops_monitor`` DAG, the
 Airflow UI page, its JSON and ``/metrics`` (:func:`ops_status`); and the alert life cycle the DAG drives
-(:func:`sync_alerts`).
+(:func:`sync_alerts`), the task callbacks (:func:`resolve_task_failures`) and an operator ends by hand
+(:func:`acknowledge_alert`).
 
 Figures per series come from the declared markets (:mod:`marketkeeper.services.markets`), the candle store
 (newest open time), the gap registry and the quality evidence in the ledger; per store from the one checker
@@ -16,14 +17,21 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from marketkeeper.errors import MarketkeeperError, first_line
-from marketkeeper.ops.figures import BackupFigures, Breach, OpsStatus, SeriesFigures
+from marketkeeper.ops.figures import BackupFigures, Breach, OperatorAlert, OpsStatus, SeriesFigures
 from marketkeeper.ops.slo import Slos, breaches
 from marketkeeper.store_set import StoreConfig
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
-__all__ = ["AlertSync", "deliver_alerts", "ops_status", "sync_alerts"]
+__all__ = [
+    "AlertSync",
+    "acknowledge_alert",
+    "deliver_alerts",
+    "ops_status",
+    "resolve_task_failures",
+    "sync_alerts",
+]
 
 log = logging.getLogger(__name__)
 
@@ -66,13 +74,14 @@ def ops_status(
     stores = check_stores(config)
     up = {s.store: s.ok for s in stores}
     backups: list[BackupFigures] | None = None
+    alerts: list[OperatorAlert] = []
     if not up.get("ledger", False):
         cause = next(s.error for s in stores if s.store == "ledger")
         series = [_unreadable(key, f"ledger down: {cause}") for key in keys]
     elif config.influxdb is not None and not up.get("influxdb", False):
         series = [_unreadable(key, "influxdb down") for key in keys]
     else:
-        series, backups = _measure(config, keys, now, slos)
+        series, backups, alerts = _measure(config, keys, now, slos)
     return OpsStatus(
         generated_at=now,
         series=series,
@@ -80,6 +89,7 @@ def ops_status(
         backups=backups,
         breaches=breaches(slos, now, series, stores, backups or []),
         slos=slos.as_dict(),
+        alerts=alerts,
     )
 
 
@@ -92,7 +102,7 @@ def _unreadable(key: object, cause: str) -> SeriesFigures:
 
 def _measure(
     config: StoreConfig, keys: Sequence[object], now: datetime, slos: Slos
-) -> tuple[list[SeriesFigures], list[BackupFigures] | None]:
+) -> tuple[list[SeriesFigures], list[BackupFigures] | None, list[OperatorAlert]]:
     from dataclasses import replace
 
     from marketkeeper.candles import SeriesKey
@@ -113,6 +123,7 @@ def _measure(
                         (gap.missing_count, gap.first_seen)
                     )
             backups = _backups(repos.session)
+            alerts = [_alert(a) for a in repos.alerts.open_operator()]
         series = []
         for key in keys:
             assert isinstance(key, SeriesKey)
@@ -138,7 +149,19 @@ def _measure(
                 series.append(replace(base, status="error", error=first_line(exc)))
                 continue
             series.append(_freshness(base, key, last, now, slos))
-    return series, backups
+    return series, backups, alerts
+
+
+def _alert(row: Any) -> OperatorAlert:
+    return OperatorAlert(
+        id=str(row.id),
+        kind=row.alert_type,
+        severity=str(row.severity),
+        subject=row.subject,
+        title=row.title,
+        message=row.message,
+        since=row.since,
+    )
 
 
 def _freshness(base: SeriesFigures, key: object, last: datetime | None, now: datetime, slos: Slos) -> SeriesFigures:
@@ -256,5 +279,43 @@ def deliver_alerts(config: StoreConfig, send: Callable[[list[dict[str, Any]]], o
             )
             repos.alerts.mark_sent(pending, at=datetime.now(UTC))
             return len(pending)
+    finally:
+        engine.dispose()
+
+
+def acknowledge_alert(config: StoreConfig, alert_id: str, *, by: str | None = None) -> OperatorAlert:
+    """Resolve the open operator alert ``alert_id`` (or a unique prefix of at least 6 hex digits) by hand:
+    an operator took it on, so it no longer fails ``marketkeeper status``. An SLO breach that persists is
+    raised again by the next evaluation.
+
+    :raises NotFoundError: no open operator alert has that id.
+    :raises ValidationError: the id is malformed or ambiguous.
+    """
+    from marketkeeper.ledger import create_ledger_engine
+    from marketkeeper.repositories import unit_of_work
+
+    engine = create_ledger_engine(config.ledger_url)
+    try:
+        with unit_of_work(engine) as repos:
+            alert = repos.alerts.open_operator_alert(alert_id)
+            repos.alerts.acknowledge(alert, at=datetime.now(UTC), by=by)
+            return _alert(alert)
+    finally:
+        engine.dispose()
+
+
+def resolve_task_failures(config: StoreConfig, subject: str, *, run_id: str) -> list[str]:
+    """Resolve the open ``task_failed`` alerts of the task ``subject`` (``dag.task`` or ``dag.task[i]``),
+    which just succeeded in ``run_id``; the keys resolved (to notify)."""
+    from sqlalchemy.pool import NullPool
+
+    from marketkeeper.ledger import create_ledger_engine
+    from marketkeeper.repositories import unit_of_work
+
+    engine = create_ledger_engine(config.ledger_url, poolclass=NullPool)  # one statement per successful task
+    try:
+        with unit_of_work(engine) as repos:
+            rows = repos.alerts.resolve_task_failures(subject, run_id=run_id, at=datetime.now(UTC))
+            return [row.key for row in rows if row.key]
     finally:
         engine.dispose()
