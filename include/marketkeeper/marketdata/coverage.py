@@ -1,11 +1,13 @@
 """What a series holds over a window: the stored ranges, the open gaps, the incomplete buckets of a derived
-timeframe and the retention horizon. Computed from open times alone (the stores' ``open_times``), never from
-a second read path; gaps with :mod:`marketkeeper.gaps.detect`, bucket counts with the tiers' resampler."""
+timeframe and the retention horizon (:func:`series_coverage`). Computed from open times alone (the stores'
+``open_times``), never from a second read path; gaps with :mod:`marketkeeper.gaps.detect`, bucket counts with
+the tiers' resampler."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
@@ -14,9 +16,15 @@ import pandas as pd
 from marketkeeper.candles import EXPECTED_COUNT, OPEN_TIME, SOURCE_COUNT, SeriesKey
 from marketkeeper.gaps.detect import Gap, find_gap_arrays
 from marketkeeper.tiers import resample_candles
-from marketkeeper.timeframes import Timeframe
+from marketkeeper.timeframes import Timeframe, check_range
 
-__all__ = ["Coverage", "IncompleteBucket", "StoredRange", "incomplete_buckets", "stored_ranges"]
+if TYPE_CHECKING:
+    import sqlalchemy as sa
+
+    from marketkeeper.marketdata.routing import Market, Route
+    from marketkeeper.stores.base import CandleStore
+
+__all__ = ["Coverage", "IncompleteBucket", "StoredRange", "incomplete_buckets", "series_coverage", "stored_ranges"]
 
 
 @dataclass(frozen=True)
@@ -147,4 +155,54 @@ def from_counts(frame: pd.DataFrame) -> tuple[IncompleteBucket, ...]:
     return tuple(
         IncompleteBucket(t, int(s), int(e))
         for t, s, e in zip(times, source[partial].tolist(), expected[partial].tolist(), strict=True)
+    )
+
+
+def series_coverage(
+    store: CandleStore,
+    ledger: sa.Engine,
+    route: Route,
+    market: Market,
+    start: datetime | None,
+    end: datetime | None,
+    *,
+    now: datetime,
+) -> Coverage:
+    """What ``route``'s series holds over ``[start, end)`` (``start`` defaults to the first stored candle,
+    ``end`` to the newest closed open time): its source's stored ranges and open gaps, the incomplete buckets
+    of a derived or resampled timeframe, the retention horizon (from the ledger) and the declared retention."""
+    tf, source_tf = route.key.timeframe, route.source.timeframe
+    if start is None:
+        start = store.first_open_time(route.source) or tf.floor(now)
+    if end is None:
+        end = tf.floor(now)
+    start, end = check_range(start, end)
+    start, end = tf.ceil(start), max(tf.ceil(start), tf.ceil(end))
+    closed_end = min(end, source_tf.floor(now))
+    times = store.open_times(route.source, start, end)
+    incomplete: tuple[IncompleteBucket, ...] = ()
+    if route.resampled:
+        incomplete = incomplete_buckets(times, source_tf, tf, closed_before=now)
+    elif route.derived:
+        incomplete = from_counts(store.read(route.source, start, end))
+    from marketkeeper.repositories import unit_of_work
+
+    with unit_of_work(ledger) as repos:
+        horizon = repos.tiers.horizon(route.source)
+    days = [
+        spec.retention_days[str(source_tf)]
+        for spec in market.specs
+        if str(source_tf) in getattr(spec, "retention_days", {})
+    ]
+    return Coverage(
+        key=route.key,
+        source=route.source,
+        route=route.kind,
+        start=start,
+        end=end,
+        stored=stored_ranges(times, source_tf),
+        gaps=gaps_of(times, source_tf, start, max(start, closed_end)),
+        incomplete=incomplete,
+        retention_horizon=horizon,
+        retention_days=min(days) if days else None,
     )

@@ -8,32 +8,29 @@ between threads (the stores' engine, session and Redis pools are).
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
-from collections.abc import Callable, Generator, Iterator, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Final, cast
+from collections.abc import Callable, Generator, Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Final
 
-import numpy as np
 import pandas as pd
 
-from marketkeeper.candles import CLOSE, EXPECTED_COUNT, SOURCE_COUNT, VOLUME, SeriesKey, open_time_ns
+from marketkeeper.candles import CLOSE, VOLUME, SeriesKey
 from marketkeeper.closing import Closing
 from marketkeeper.marketdata import coverage as cov
+from marketkeeper.marketdata import reads
 from marketkeeper.marketdata.cache import DEFAULT_LOCAL_BYTES, CandleQueryCache
-from marketkeeper.marketdata.metrics import QueryMetrics, QueryStats
+from marketkeeper.marketdata.metadata import METADATA_WINDOW, Diagnostics, MarketMetadata
+from marketkeeper.marketdata.metrics import QueryMetrics
 from marketkeeper.marketdata.routing import Market, Route, Router
 from marketkeeper.marketdata.signals import Signal, SignalStore, signal_store
 from marketkeeper.markets import MarketSpec
 from marketkeeper.store_set import StoreConfig, StoreSet
 from marketkeeper.stores.base import CHUNK_ROWS
-from marketkeeper.tiers import resample_candles
 from marketkeeper.timeframes import check_range, ensure_utc, to_ns
 
 if TYPE_CHECKING:
-    from marketkeeper.health import StoreHealth
     from marketkeeper.settings import Settings
 
 __all__ = [
@@ -42,7 +39,7 @@ __all__ = [
     "Diagnostics",
     "HistoricalDataProvider",
     "MarketMetadata",
-]
+]  # Diagnostics and MarketMetadata live in marketdata.metadata; importable from here as before
 
 log = logging.getLogger(__name__)
 
@@ -50,74 +47,6 @@ log = logging.getLogger(__name__)
 DEFAULT_CACHE_TTL: Final = 3600.0
 #: Larger answers are served but not cached: a year of 1m candles encodes to about 38 MB.
 DEFAULT_CACHE_MAX_ENTRY_BYTES: Final = 64 * 1024 * 1024
-#: The window of :meth:`HistoricalDataProvider.metadata`'s figures, ending at the newest candle.
-METADATA_WINDOW: Final = timedelta(days=30)
-
-
-@dataclass(frozen=True)
-class MarketMetadata:
-    """A declared market and its finest series' figures: first and last candle, and over the 30 days up to the
-    last candle the lowest and highest close and the summed volume (``None`` without candles)."""
-
-    market: Market
-    first_open_time: datetime | None
-    last_open_time: datetime | None
-    window_start: datetime | None
-    window_end: datetime | None
-    min_close: float | None
-    max_close: float | None
-    volume: float | None
-
-    def as_dict(self) -> dict[str, object]:
-        def iso(dt: datetime | None) -> str | None:
-            return None if dt is None else dt.isoformat()
-
-        return {
-            **self.market.as_dict(),
-            "first_open_time": iso(self.first_open_time),
-            "last_open_time": iso(self.last_open_time),
-            "window_start": iso(self.window_start),
-            "window_end": iso(self.window_end),
-            "min_close_30d": self.min_close,
-            "max_close_30d": self.max_close,
-            "volume_30d": self.volume,
-        }
-
-
-@dataclass(frozen=True)
-class Diagnostics:
-    """Store reachability (:func:`marketkeeper.health.check_stores`), the query figures and the cache settings."""
-
-    stores: tuple[StoreHealth, ...]
-    stats: QueryStats
-    cache_enabled: bool
-    cache_ttl_s: float
-    cache_max_entry_bytes: int
-
-    @property
-    def reachable(self) -> bool:
-        return all(s.ok for s in self.stores)
-
-    def as_dict(self) -> dict[str, object]:
-        return {
-            "reachable": self.reachable,
-            "stores": [s.as_dict() for s in self.stores],
-            **self.stats.as_dict(),
-            "cache_enabled": self.cache_enabled,
-            "cache_ttl_s": self.cache_ttl_s,
-            "cache_max_entry_bytes": self.cache_max_entry_bytes,
-        }
-
-
-def _complete(frame: pd.DataFrame) -> pd.DataFrame:
-    """The candles whose bucket is whole: derived ones with ``source_count == expected_count``; a fetched
-    candle (no counts) is complete by definition."""
-    if SOURCE_COUNT not in frame.columns or EXPECTED_COUNT not in frame.columns or frame.empty:
-        return frame
-    source = frame[SOURCE_COUNT].to_numpy(dtype=np.int64, na_value=-1)
-    expected = frame[EXPECTED_COUNT].to_numpy(dtype=np.int64, na_value=-1)
-    keep = (source < 0) | (expected < 0) | (source >= expected)
-    return frame if bool(keep.all()) else frame.loc[keep].reset_index(drop=True)
 
 
 class HistoricalDataProvider(Closing):
@@ -271,21 +200,17 @@ class HistoricalDataProvider(Closing):
         self.metrics.record(time.perf_counter() - started, len(frame))
         return frame
 
-    def _fetch(self, route: Route, start: datetime, end: datetime, complete_only: bool) -> pd.DataFrame:
+    def _fetch(self, route: Route, start: datetime, end: datetime, want_complete: bool) -> pd.DataFrame:
         now = ensure_utc(self._clock(), "now")
         tf = route.key.timeframe
-        parts: list[object] = [tf, to_ns(start), to_ns(end), int(complete_only)]
+        parts: list[object] = [tf, to_ns(start), to_ns(end), int(want_complete)]
         if route.resampled:
             # Buckets close as time passes without any write: the newest closed bucket is part of the key.
             parts.append(to_ns(min(tf.floor(now), tf.ceil(end))))
 
         def load() -> pd.DataFrame:
-            if route.resampled:
-                base = self._stores.candles.read(route.source, tf.ceil(start), tf.ceil(end))
-                frame = resample_candles(base, str(route.source.timeframe), str(tf), closed_before=now)
-            else:
-                frame = self._stores.candles.read(route.source, start, end)
-            return _complete(frame) if complete_only else frame
+            frame = reads.read_route(self._stores.candles, route, start, end, now=now)
+            return reads.complete_only(frame) if want_complete else frame
 
         if self._cache is None:
             return load()
@@ -316,45 +241,22 @@ class HistoricalDataProvider(Closing):
         return self._stream(route, start, end, complete_only, chunk_rows)
 
     def _stream(
-        self, route: Route, start: datetime, end: datetime, complete_only: bool, chunk_rows: int
+        self, route: Route, start: datetime, end: datetime, want_complete: bool, chunk_rows: int
     ) -> Generator[pd.DataFrame, None, None]:
         started = time.perf_counter()
         rows = 0
         failed = True
         try:
-            for frame in self._frames(route, start, end, chunk_rows):
-                if complete_only:
-                    frame = _complete(frame)
+            now = ensure_utc(self._clock(), "now")
+            for frame in reads.route_frames(self._stores.candles, route, start, end, chunk_rows=chunk_rows, now=now):
+                if want_complete:
+                    frame = reads.complete_only(frame)
                 if len(frame):
                     rows += len(frame)
                     yield frame
             failed = False
         finally:
             self.metrics.record(time.perf_counter() - started, rows, failed=failed)
-
-    def _frames(self, route: Route, start: datetime, end: datetime, chunk_rows: int) -> Iterator[pd.DataFrame]:
-        store = self._stores.candles
-        if not route.resampled:
-            yield from store.iter_frames(route.source, start, end, chunk_rows=chunk_rows)
-            return
-        tf, base = route.key.timeframe, str(route.source.timeframe)
-        now = ensure_utc(self._clock(), "now")
-        carry: pd.DataFrame | None = None
-        frames = cast(
-            Generator[pd.DataFrame, None, None],
-            store.iter_frames(route.source, tf.ceil(start), tf.ceil(end), chunk_rows=chunk_rows),
-        )
-        with contextlib.closing(frames):
-            for frame in frames:
-                if carry is not None:
-                    frame = pd.concat([carry, frame], ignore_index=True)
-                buckets = tf.floor_ns(open_time_ns(frame))
-                cut = int(np.searchsorted(buckets, buckets[-1], side="left"))
-                carry = frame.iloc[cut:].reset_index(drop=True)
-                if cut:
-                    yield resample_candles(frame.iloc[:cut], base, str(tf), closed_before=now)
-        if carry is not None and len(carry):
-            yield resample_candles(carry, base, str(tf), closed_before=now)
 
     # --- coverage -------------------------------------------------------------------------------------
 
@@ -372,44 +274,9 @@ class HistoricalDataProvider(Closing):
         ``start`` defaults to the first stored candle, ``end`` to the newest closed open time.
         """
         route = self.route(exchange, symbol, timeframe)
-        store = self._stores.candles
         now = ensure_utc(self._clock(), "now")
-        tf, source_tf = route.key.timeframe, route.source.timeframe
-        if start is None:
-            start = store.first_open_time(route.source) or tf.floor(now)
-        if end is None:
-            end = tf.floor(now)
-        start, end = check_range(start, end)
-        start, end = tf.ceil(start), max(tf.ceil(start), tf.ceil(end))
-        closed_end = min(end, source_tf.floor(now))
-        times = store.open_times(route.source, start, end)
-        incomplete: tuple[cov.IncompleteBucket, ...] = ()
-        if route.resampled:
-            incomplete = cov.incomplete_buckets(times, source_tf, tf, closed_before=now)
-        elif route.derived:
-            incomplete = cov.from_counts(store.read(route.source, start, end))
-        from marketkeeper.repositories import unit_of_work
-
-        with unit_of_work(self._stores.ledger) as repos:
-            horizon = repos.tiers.horizon(route.source)
         market = self._router.market(exchange, symbol)
-        days = [
-            spec.retention_days[str(source_tf)]
-            for spec in market.specs
-            if str(source_tf) in getattr(spec, "retention_days", {})
-        ]
-        return cov.Coverage(
-            key=route.key,
-            source=route.source,
-            route=route.kind,
-            start=start,
-            end=end,
-            stored=cov.stored_ranges(times, source_tf),
-            gaps=cov.gaps_of(times, source_tf, start, max(start, closed_end)),
-            incomplete=incomplete,
-            retention_horizon=horizon,
-            retention_days=min(days) if days else None,
-        )
+        return cov.series_coverage(self._stores.candles, self._stores.ledger, route, market, start, end, now=now)
 
     # --- signals --------------------------------------------------------------------------------------
 
