@@ -45,6 +45,7 @@ __all__ = [
     "backfill_markets",
     "batch_markets",
     "ingest_markets",
+    "run_batch",
 ]
 
 log = logging.getLogger("marketkeeper.batch")
@@ -163,10 +164,15 @@ def _record(stores: StoreSet, checkpoint: Checkpoint, event_type: str, message: 
         )
 
 
-def _run_batch(
+def run_batch(
     config: StoreConfig, work: Sequence[tuple[str, Callable[[StoreSet], R]]], checkpoint: Checkpoint | None
 ) -> BatchReport[R]:
     """Run each market's ``work`` on one set of open stores; a market's exception is its outcome.
+
+    The runner every batch use case wraps in its own typed function (:func:`ingest_markets`,
+    :func:`backfill_markets`, :func:`~marketkeeper.services.downsample.downsample_markets`): ``work`` is one
+    ``(label, run)`` per market, ``run`` given the open stores; the labels name the markets in the outcomes
+    and the checkpoints.
 
     A store that cannot be reached (:class:`StoreUnavailableError`) ends the batch: the markets after it are
     failed as not attempted instead of each waiting for the same dead store.
@@ -239,7 +245,7 @@ def ingest_markets(
             prechecked=prechecked,
         )
 
-    return _run_batch(config, [(market_label(r.market), work(i, r)) for i, r in enumerate(requests)], checkpoint)
+    return run_batch(config, [(market_label(r.market), work(i, r)) for i, r in enumerate(requests)], checkpoint)
 
 
 Screened = tuple[CandleSource, dict[tuple[datetime, datetime], "GateResult"]]
@@ -314,4 +320,4 @@ def backfill_markets(
 
         return run
 
-    return _run_batch(config, [(market_label(r.market), work(r)) for r in requests], checkpoint)
+    return run_batch(config, [(market_label(r.market), work(r)) for r in requests], checkpoint)

@@ -16,7 +16,7 @@ import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -30,6 +30,9 @@ from marketkeeper.store_set import StoreConfig, StoreSet
 from marketkeeper.tiers.plan import source_of, touched_buckets, unsettled_range
 from marketkeeper.tiers.resample import resample_ranges, resample_tier
 from marketkeeper.timeframes import Timeframe, check_range, to_ns
+
+if TYPE_CHECKING:
+    from marketkeeper.services.batch import BatchReport, Checkpoint
 
 __all__ = [
     "DownsampleReport",
@@ -345,15 +348,13 @@ def downsample_markets(
     config: StoreConfig,
     requests: Sequence[DownsampleRequest],
     *,
-    checkpoint: Any = None,
+    checkpoint: Checkpoint | None = None,
     now: datetime | None = None,
     policy: LockPolicy | None = None,
-) -> Any:
+) -> BatchReport[DownsampleReport]:
     """:func:`downsample_market` for each request on one set of stores, through the batch machinery of
     :mod:`marketkeeper.services.batch` (a request's failure is its outcome; the batch fails at the end)."""
-    # The batch runner is the one that ingestion and backfill use; it is private there because each use case
-    # wraps it in its own typed function, as this one does.
-    from marketkeeper.services.batch import _run_batch
+    from marketkeeper.services.batch import run_batch  # with ingestion's imports: loaded by a batch alone
 
     clock = now or datetime.now(UTC)
 
@@ -361,4 +362,4 @@ def downsample_markets(
         return lambda stores: downsample_market(config, request, now=clock, policy=policy, stores=stores)
 
     labels = [f"{r.market.key} [{r.start.isoformat()}, {r.end.isoformat()})" for r in requests]
-    return _run_batch(config, [(label, work(r)) for label, r in zip(labels, requests, strict=True)], checkpoint)
+    return run_batch(config, [(label, work(r)) for label, r in zip(labels, requests, strict=True)], checkpoint)
