@@ -23,6 +23,7 @@ from marketkeeper.ledger.types import utcnow
 from marketkeeper.repositories import unit_of_work
 from marketkeeper.services import backups
 from marketkeeper.store_set import StoreConfig
+from tests.integration.test_cli import run_cli
 
 pytestmark = pytest.mark.integration
 
@@ -32,6 +33,7 @@ import sys
 from marketkeeper.backups.destination import Destination
 from marketkeeper.services import backups
 from marketkeeper.store_set import StoreConfig
+from tests.integration.test_cli import run_cli
 backups.run_backup(StoreConfig(ledger_url=sys.argv[1]), "ledger", destination=Destination(sys.argv[2]))
 """
 
@@ -120,7 +122,9 @@ def test_a_backup_process_killed_mid_dump_is_settled_by_the_next_run(ledger: str
     assert _files(destination) == [str(Path(destination.path(backup.location).path).relative_to(destination.root.path))]
 
 
-def test_prune_settles_only_attempts_that_cannot_still_be_running(ledger: str, destination: Destination) -> None:
+def test_prune_settles_only_attempts_that_cannot_still_be_running(
+    ledger: str, destination: Destination, tmp_path: Path
+) -> None:
     config = StoreConfig(ledger_url=ledger)
     now = utcnow()
     elsewhere = {"host": "another-worker", "pid": 1, "started": 0.0}
@@ -140,9 +144,12 @@ def test_prune_settles_only_attempts_that_cannot_still_be_running(ledger: str, d
     engine.dispose()
 
     assert backups.prune_backups(config, dry_run=True, destination=destination).settled == ()
-    plan = backups.prune_backups(config, destination=destination)
+    env = {"DATABASE_URL": ledger, "MARKETKEEPER_BACKUP_URL": destination.url}
+    pruned = run_cli("backup", "prune", env=env, cwd=tmp_path)
 
-    assert sorted(plan.settled) == sorted([old_elsewhere, before_0008])
+    assert pruned.returncode == 0, pruned.stderr
+    settled = ", ".join(map(str, sorted([old_elsewhere, before_0008])))
+    assert f"settled 2 abandoned backup(s) as failed (their process ended): {settled}" in pruned.stdout
     status = {b.id: (b.status, b.error) for b in backups.list_backups(config)}
     assert status[live] == ("running", None) and status[recent_elsewhere] == ("running", None)
     assert status[old_elsewhere] == ("failed", ABANDONED) and status[before_0008] == ("failed", ABANDONED)

@@ -4,7 +4,8 @@ and ``.partial-`` file stay behind, since nothing in that process ran again. The
 
 An attempt is still running while its process is: a row records the host, pid and start time of the process
 that runs it (``backup_runs.process``). On this host the process is asked for directly (the pid alive with
-the same start time: a reused pid is another process). A row from another host, or one without a process
+the same start time: a reused pid is another process; host names must tell machines and containers apart,
+as Docker's default ones do). A row from another host, or one without a process
 (written before migration 0008), cannot be asked about: it is presumed running until it is older than
 ``MARKETKEEPER_BACKUP_ABANDON_AFTER`` (a day by default, longer than any backup here takes).
 

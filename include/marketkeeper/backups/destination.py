@@ -153,7 +153,10 @@ class Destination:
                 return removed
             # Names are ours ("<store>-<time>-<id><suffix>"): no glob metacharacters.
             for partial in folder.glob(f"{_PARTIAL}*-{name}"):
-                partial.unlink()
+                try:
+                    partial.unlink()
+                except FileNotFoundError:  # another settlement removed it first
+                    continue
                 removed.append(str(partial))
         except OSError as exc:
             raise BackupError(f"removing the partial backup {name} from {folder} failed: {exc}") from exc
