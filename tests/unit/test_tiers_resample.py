@@ -230,3 +230,18 @@ def test_resample_ranges_equals_resample_candles_of_each_range() -> None:
     assert resample_ranges(frame.iloc[:0], "1m", ranges[:1])[0].empty
     with pytest.raises(TimeframeError, match="cannot derive 3m from 5m"):
         resample_ranges(frame, "5m", [("3m", *ranges[0][1:])])
+
+
+def test_resample_ranges_of_a_derived_tier_equals_resample_tier_of_each_range() -> None:
+    from marketkeeper.tiers import resample_ranges, resample_tier
+
+    daily = resample_candles(ONE_MINUTE, "1m", "1d")
+    times = daily["open_time"]
+    ranges = [("1w", times.iloc[3], times.iloc[40]), ("1M", times.iloc[0], times.iloc[-1])]
+    got = resample_ranges(daily, "1d", ranges, base="1m")
+    for (target, lo, hi), derived in zip(ranges, got, strict=True):
+        rows = daily[(daily["open_time"] >= lo) & (daily["open_time"] < hi)]
+        pd.testing.assert_frame_equal(derived, resample_tier(rows, "1d", target, base="1m"))
+    daily.loc[2, "source_count"] = pd.NA
+    with pytest.raises(CandleFrameError, match="has no source_count"):
+        resample_ranges(daily, "1d", ranges, base="1m")

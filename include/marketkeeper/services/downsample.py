@@ -28,8 +28,8 @@ from marketkeeper.services.policy import LockPolicy
 from marketkeeper.services.writer import series_writer
 from marketkeeper.store_set import StoreConfig, StoreSet
 from marketkeeper.tiers.plan import source_of, touched_buckets, unsettled_range
-from marketkeeper.tiers.resample import resample_ranges, resample_tier
-from marketkeeper.timeframes import Timeframe, check_range, to_ns
+from marketkeeper.tiers.resample import resample_ranges
+from marketkeeper.timeframes import Timeframe, check_range
 
 if TYPE_CHECKING:
     from marketkeeper.services.batch import BatchReport, Checkpoint
@@ -145,35 +145,35 @@ def downsample_market(
             upto = repos.tiers.last_id(base)
             kept = repos.tiers.horizons(base.exchange, base.symbol)
             horizons = {tf: kept.get(str(tf)) for tf in (base.timeframe, *tiers)}
-        direct = [t for t in tiers if source_of(market, t) == base.timeframe]
+        made_from = {t: source_of(market, t) for t in tiers}
+        direct = [t for t in tiers if made_from[t] == base.timeframe]
         base_frame = _read_base(opened, base, direct, start, end, horizons[base.timeframe])
         spans: dict[Timeframe, tuple[datetime, datetime]] = {}
         for tier in tiers:
             lo, hi = touched_buckets(tier, start, end)
-            floor = horizons.get(source_of(market, tier)) or horizons[base.timeframe]
+            floor = horizons.get(made_from[tier]) or horizons[base.timeframe]
             if floor is not None:
                 lo = min(max(lo, tier.ceil(floor)), hi)
             spans[tier] = (lo, hi)
         # Every tier's buckets first, then one write of them all (one statement on PostgreSQL, one request on
-        # InfluxDB). Day-dividing tiers come first: a longer tier is made from one of them (1w and 1M from 1d),
-        # whose stored candles over its span are read once, with this run's fresh buckets laid over them.
+        # InfluxDB). The day-dividing tiers come from one pass over the base; a longer tier is made from one of
+        # them (1w and 1M from 1d), whose stored candles over their spans are read once, with this run's fresh
+        # buckets laid over them.
         made = resample_ranges(
             base_frame, str(base.timeframe), [(str(t), *spans[t]) for t in direct], closed_before=clock
         )
         derived: dict[Timeframe, pd.DataFrame] = dict(zip(direct, made, strict=True))
-        sources: dict[Timeframe, pd.DataFrame] = {}
-        for tier in tiers:
-            source = source_of(market, tier)
-            if source == base.timeframe:
-                continue
-            lo, hi = spans[tier]
-            if source not in sources:
-                stored = _read_source(opened, market, source, tiers, spans, base_frame)
-                sources[source] = _overlaid(stored, derived.get(source))
-            members = _between(sources[source], lo, hi)
-            derived[tier] = resample_tier(
-                members, str(source), str(tier), base=str(base.timeframe), closed_before=clock
+        for source in dict.fromkeys(made_from[t] for t in tiers if made_from[t] != base.timeframe):
+            longer = [t for t in tiers if made_from[t] == source]
+            stored = _read_source(opened, market.tier_key(source), [spans[t] for t in longer], base_frame)
+            made = resample_ranges(
+                _overlaid(stored, derived.get(source)),
+                str(source),
+                [(str(t), *spans[t]) for t in longer],
+                base=str(base.timeframe),
+                closed_before=clock,
             )
+            derived.update(zip(longer, made, strict=True))
         lock.ensure_held()
         written = opened.candles.write_many([(market.tier_key(t), derived[t]) for t in tiers])
         for tier, count in zip(tiers, written, strict=True):
@@ -210,26 +210,16 @@ def _read_base(
 
 
 def _read_source(
-    stores: StoreSet,
-    market: MarketSpec,
-    source: Timeframe,
-    tiers: Sequence[Timeframe],
-    spans: Mapping[Timeframe, tuple[datetime, datetime]],
-    base_frame: pd.DataFrame,
+    stores: StoreSet, source: SeriesKey, spans: Sequence[tuple[datetime, datetime]], base_frame: pd.DataFrame
 ) -> pd.DataFrame:
-    """The ``source`` tier's candles (those with a ``source_count``) over the union of the spans of the tiers
-    made from it, in one read."""
-    wanted = [spans[t] for t in tiers if source_of(market, t) == source and spans[t][1] > spans[t][0]]
+    """The candles of the ``source`` tier (those with a ``source_count``) over the union of ``spans`` (those of
+    the tiers made from it), in one read."""
+    wanted = [(lo, hi) for lo, hi in spans if hi > lo]
     if not wanted:
         return base_frame.iloc[:0]
-    frame = stores.candles.read(market.tier_key(source), min(s[0] for s in wanted), max(s[1] for s in wanted))
-    return frame[frame[SOURCE_COUNT].notna()].reset_index(drop=True)
-
-
-def _between(frame: pd.DataFrame, lo: datetime, hi: datetime) -> pd.DataFrame:
-    times = open_time_ns(frame)
-    first, last = np.searchsorted(times, [to_ns(lo), to_ns(hi)])
-    return frame.iloc[int(first) : int(last)]
+    frame = stores.candles.read(source, min(s[0] for s in wanted), max(s[1] for s in wanted))
+    derived = frame[SOURCE_COUNT].notna().to_numpy()
+    return frame if derived.all() else frame[derived].reset_index(drop=True)
 
 
 def _overlaid(stored: pd.DataFrame, fresh: pd.DataFrame | None) -> pd.DataFrame:

@@ -109,26 +109,28 @@ def resample_candles(
 
 def resample_ranges(
     frame: pd.DataFrame,
-    base: str,
+    source: str,
     targets: Sequence[tuple[str, datetime, datetime]],
     *,
+    base: str | None = None,
     closed_before: datetime | None = None,
 ) -> list[pd.DataFrame]:
-    """For each ``(target, lo, hi)``: :func:`resample_candles` of the rows of ``frame`` with open times in
-    ``[lo, hi)``, all from one pass over the frame's columns (what the tiers of one write need from one read
-    of the base). ``frame`` is checked as a whole, as :func:`resample_candles` checks it.
+    """For each ``(target, lo, hi)``: the ``target`` candles of the rows of ``frame`` with open times in
+    ``[lo, hi)``, all from one pass over the frame's columns (what the tiers of one write need from one read).
+    ``frame`` holds ``source`` candles: the base itself (as :func:`resample_candles` takes it), or with
+    ``base`` a tier derived from ``base`` (as :func:`resample_tier` takes it). It is checked as a whole.
 
-    :raises TimeframeError, CandleFrameError: as :func:`resample_candles`.
+    :raises TimeframeError, CandleFrameError: as :func:`resample_candles` and :func:`resample_tier`.
     """
-    checked = [(*check_derivable(base, target), lo, hi) for target, lo, hi in targets]
+    checked = [(*check_derivable(source, target), lo, hi) for target, lo, hi in targets]
     if not checked:
         return []
-    members = _members(frame, checked[0][0], derived=False)
+    source_tf = checked[0][0]
+    unit_tf = source_tf if base is None else _derived_from(frame, base, source_tf)
+    members = _members(frame, source_tf, derived=base is not None)
     return [
-        _resample(
-            members, None if members is None else members.span(lo, hi), base_tf, target_tf, base_tf, closed_before
-        )
-        for base_tf, target_tf, lo, hi in checked
+        _resample(members, None if members is None else members.span(lo, hi), source_tf, target, unit_tf, closed_before)
+        for _, target, lo, hi in checked
     ]
 
 
@@ -145,10 +147,16 @@ def resample_tier(
     :raises CandleFrameError: as :func:`resample_candles`, or a member without ``source_count``.
     """
     source_tf, target_tf = check_derivable(source, target)
-    base_tf, _ = check_derivable(base, source)
+    base_tf = _derived_from(frame, base, source_tf)
+    return _resample(_members(frame, source_tf, derived=True), None, source_tf, target_tf, base_tf, closed_before)
+
+
+def _derived_from(frame: pd.DataFrame, base: str, source_tf: Timeframe) -> Timeframe:
+    """The base timeframe of a frame of derived ``source_tf`` candles, checked: every member has a count."""
+    base_tf, _ = check_derivable(base, source_tf)
     if SOURCE_COUNT not in frame.columns or (len(frame) and bool(frame[SOURCE_COUNT].isna().any())):
         raise CandleFrameError(f"cannot resample the {source_tf} tier: a candle has no {SOURCE_COUNT}")
-    return _resample(_members(frame, source_tf, derived=True), None, source_tf, target_tf, base_tf, closed_before)
+    return base_tf
 
 
 @dataclass(frozen=True)
@@ -263,7 +271,7 @@ def _resample(
     else:  # members are derived candles: count the base candles they hold
         out[SOURCE_COUNT] = _ints(np.add.reduceat(members.source_count[cut], starts))
     out[EXPECTED_COUNT] = _ints((closes - opens) // unit_tf.nanoseconds)
-    return pd.DataFrame(out, columns=list(RESAMPLED_COLUMNS), copy=False)
+    return pd.DataFrame(out, copy=False)  # the keys are RESAMPLED_COLUMNS, in order
 
 
 def _ints(values: npt.NDArray[np.integer]) -> pd.arrays.IntegerArray:
