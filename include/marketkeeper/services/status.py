@@ -24,6 +24,8 @@ from marketkeeper.store_set import StoreConfig
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
+    from marketkeeper.ledger.models import Alert
+
 __all__ = [
     "AlertSync",
     "acknowledge_alert",
@@ -152,7 +154,7 @@ def _measure(
     return series, backups, alerts
 
 
-def _alert(row: Any) -> OperatorAlert:
+def _alert(row: Alert) -> OperatorAlert:
     return OperatorAlert(
         id=str(row.id),
         kind=row.alert_type,
