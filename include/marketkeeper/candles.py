@@ -1,4 +1,5 @@
-"""The candle DataFrame shape every source produces and every store reads and writes, and the series key.
+"""The candle DataFrame shape every source produces and every store reads and writes, and the series key
+(defined with the column names in :mod:`marketkeeper.series`, which imports neither numpy nor pandas).
 
 Prices and volumes are float64 here for speed; the conversion to ``Decimal`` happens at the SQL boundary.
 """
@@ -6,15 +7,32 @@ Prices and volumes are float64 here for speed; the conversion to ``Decimal`` hap
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Final
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from marketkeeper.errors import MarketkeeperError
-from marketkeeper.timeframes import Timeframe
+from marketkeeper.series import (
+    CANDLE_COLUMNS,
+    CLOSE,
+    COUNT_COLUMNS,
+    DERIVED_COLUMNS,
+    EXPECTED_COUNT,
+    HIGH,
+    LOW,
+    OPEN,
+    OPEN_TIME,
+    OPTIONAL_COLUMNS,
+    PRICE_COLUMNS,
+    QUOTE_VOLUME,
+    REQUIRED_COLUMNS,
+    SOURCE_COUNT,
+    TRADE_COUNT,
+    VOLUME,
+    CandleFrameError,
+    SeriesKey,
+)
 
 __all__ = [
     "CANDLE_COLUMNS",
@@ -42,27 +60,6 @@ __all__ = [
     "open_time_ns",
 ]
 
-OPEN_TIME: Final = "open_time"
-OPEN: Final = "open"
-HIGH: Final = "high"
-LOW: Final = "low"
-CLOSE: Final = "close"
-VOLUME: Final = "volume"
-QUOTE_VOLUME: Final = "quote_volume"
-TRADE_COUNT: Final = "trade_count"
-#: Of a derived (downsampled) candle: the base candles present in its bucket, and those the bucket spans.
-SOURCE_COUNT: Final = "source_count"
-EXPECTED_COUNT: Final = "expected_count"
-
-PRICE_COLUMNS: Final = (OPEN, HIGH, LOW, CLOSE)
-REQUIRED_COLUMNS: Final = (OPEN_TIME, OPEN, HIGH, LOW, CLOSE, VOLUME)
-OPTIONAL_COLUMNS: Final = (QUOTE_VOLUME, TRADE_COUNT)
-#: The columns only derived candles carry (see ``marketkeeper.tiers.resample``).
-DERIVED_COLUMNS: Final = (SOURCE_COUNT, EXPECTED_COUNT)
-#: Every column a candle frame may have, in the order frames carry them (reads, CSV and JSON output).
-CANDLE_COLUMNS: Final = REQUIRED_COLUMNS + OPTIONAL_COLUMNS + DERIVED_COLUMNS
-#: The whole-number columns (nullable ``Int64``); the others but ``open_time`` are float64.
-COUNT_COLUMNS: Final = (TRADE_COUNT, *DERIVED_COLUMNS)
 OPEN_TIME_DTYPE: Final = pd.DatetimeTZDtype(unit="ns", tz="UTC")
 DTYPES: Final[dict[str, object]] = {
     OPEN_TIME: OPEN_TIME_DTYPE,
@@ -76,35 +73,6 @@ DTYPES: Final[dict[str, object]] = {
     SOURCE_COUNT: pd.Int64Dtype(),
     EXPECTED_COUNT: pd.Int64Dtype(),
 }
-
-
-class CandleFrameError(MarketkeeperError, ValueError):
-    """A DataFrame that cannot be read as candles (a missing column, an unconvertible value)."""
-
-
-@dataclass(frozen=True, slots=True)
-class SeriesKey:
-    """One candle series: an exchange's symbol at one timeframe. ``str(key)`` is ``exchange:symbol:tf``."""
-
-    exchange: str
-    symbol: str
-    timeframe: Timeframe
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.exchange, str) or not self.exchange.strip():
-            raise ValueError(f"SeriesKey.exchange must be a non-empty string, got {self.exchange!r}")
-        if not isinstance(self.symbol, str) or not self.symbol.strip():
-            raise ValueError(f"SeriesKey.symbol must be a non-empty string, got {self.symbol!r}")
-        # Accepting the spelling keeps call sites short; the field is always a Timeframe afterwards.
-        object.__setattr__(self, "timeframe", Timeframe.parse(self.timeframe))
-
-    @classmethod
-    def of(cls, exchange: str, symbol: str, timeframe: str | Timeframe) -> SeriesKey:
-        """Build a key from a timeframe spelling or a :class:`Timeframe`."""
-        return cls(exchange, symbol, Timeframe.parse(timeframe))
-
-    def __str__(self) -> str:
-        return f"{self.exchange}:{self.symbol}:{self.timeframe}"
 
 
 def empty_frame(*, optional: bool = True) -> pd.DataFrame:

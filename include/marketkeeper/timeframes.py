@@ -14,12 +14,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
-from typing import Final
-
-import numpy as np
-import numpy.typing as npt
+from typing import TYPE_CHECKING, Final
 
 from marketkeeper.errors import MarketkeeperError
+
+if TYPE_CHECKING:
+    # numpy is imported by the vectorised methods that use it: naming a series (a SeriesKey holds a Timeframe)
+    # is all that ``marketkeeper candles --format csv`` needs of this module.
+    import numpy as np
+    import numpy.typing as npt
 
 __all__ = [
     "EPOCH",
@@ -47,9 +50,10 @@ SUPPORTED_SPAN: Final = (EPOCH, datetime(2262, 1, 1, tzinfo=UTC))
 _US_PER_UNIT: Final = {"m": 60_000_000, "h": 3_600_000_000, "d": 86_400_000_000, "w": 604_800_000_000}
 # The epoch was a Thursday; the first Monday after it is 4 days later.
 _WEEK_OFFSET_US: Final = 4 * 86_400_000_000
-_NAT: Final = np.iinfo(np.int64).min
-_INT64_MIN: Final = int(np.iinfo(np.int64).min)
-_INT64_MAX: Final = int(np.iinfo(np.int64).max)
+#: numpy's NaT as int64, and the int64 range (``np.iinfo(np.int64)``).
+_INT64_MIN: Final = -(2**63)
+_INT64_MAX: Final = 2**63 - 1
+_NAT: Final = _INT64_MIN
 
 
 class TimeframeError(MarketkeeperError, ValueError):
@@ -244,6 +248,8 @@ class Timeframe:
 
     def range_ns(self, start: datetime, end: datetime) -> npt.NDArray[np.int64]:
         """The open times in ``[start, end)`` as int64 nanoseconds since the epoch (fast for long ranges)."""
+        import numpy as np
+
         start, end = check_range(start, end)
         if self.unit == "M":
             return np.array([_to_us(t) * 1000 for t in self.range(start, end)], dtype=np.int64)
@@ -260,6 +266,8 @@ class Timeframe:
 
     def floor_ns(self, values: npt.ArrayLike) -> npt.NDArray[np.int64]:
         """Vectorized :meth:`floor` on int64 nanoseconds since the epoch; NaT (int64 min) stays NaT."""
+        import numpy as np
+
         ns = np.asarray(values).astype(np.int64, copy=False)
         nat = ns == _NAT
         if self.unit == "M":
@@ -273,6 +281,8 @@ class Timeframe:
 
     def is_aligned_ns(self, values: npt.ArrayLike) -> npt.NDArray[np.bool_]:
         """Vectorized :meth:`is_aligned` on int64 nanoseconds since the epoch; NaT is never aligned."""
+        import numpy as np
+
         ns = np.asarray(values).astype(np.int64, copy=False)
         result: npt.NDArray[np.bool_] = (self.floor_ns(ns) == ns) & (ns != _NAT)
         return result

@@ -103,6 +103,20 @@ def test_candles_from_postgresql_does_not_load_the_orm(env: dict[str, str]) -> N
     assert result["loaded"] == []
 
 
+@pytest.mark.parametrize(
+    "stores",
+    [{"INFLUXDB_URL": "http://127.0.0.1:9"}, {"DATABASE_URL": "postgresql://mk@127.0.0.1:9/mk"}],
+    ids=["influxdb", "postgresql"],
+)
+def test_candles_as_csv_does_not_import_numpy_or_pandas(env: dict[str, str], stores: dict[str, str]) -> None:
+    # A CSV export streams the store's own text (PostgreSQL's COPY, InfluxDB's answer rewritten as bytes):
+    # numpy and pandas, a third of a start-up, are never imported. The server is down here: the command has
+    # imported its whole export path and fails with one line.
+    result = _run(["candles", *SERIES, *DAY, "--format", "csv"], {**env, **stores}, forbidden=("numpy", "pandas"))
+    assert result["exit_code"] == 1, result["output"]
+    assert result["loaded"] == []
+
+
 def test_the_guard_trips(env: dict[str, str]) -> None:
     """The same child reports a module the command does import: the check above can fail."""
     result = _run(["--help"], env, forbidden=("typer", *FORBIDDEN))

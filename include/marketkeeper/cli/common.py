@@ -16,7 +16,7 @@ import typer
 from marketkeeper.errors import MarketkeeperError, first_line
 
 if TYPE_CHECKING:
-    from marketkeeper.candles import SeriesKey
+    from marketkeeper.series import SeriesKey
     from marketkeeper.store_set import StoreConfig
 
 
@@ -120,7 +120,7 @@ def parse_range(start: str, end: str) -> tuple[datetime, datetime]:
 
 
 def series_key(exchange: str, symbol: str, timeframe: str) -> SeriesKey:
-    from marketkeeper.candles import SeriesKey
+    from marketkeeper.series import SeriesKey
 
     try:
         return SeriesKey.of(exchange, symbol, timeframe)

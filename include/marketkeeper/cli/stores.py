@@ -64,7 +64,6 @@ def candles(
     """
     import sys
 
-    from marketkeeper.cli.candle_output import write_json, write_table
     from marketkeeper.store_set import StoreSet
 
     key = series_key(exchange, symbol, timeframe)
@@ -77,6 +76,8 @@ def candles(
             stores.candles.write_csv(key, start_at, end_at, sys.stdout.buffer)
             sys.stdout.buffer.flush()
         else:
+            from marketkeeper.cli.candle_output import write_json, write_table
+
             write = write_json if output is CandleFormat.JSON else write_table
             write(stores.candles.iter_frames(key, start_at, end_at), sys.stdout)
     sys.stdout.flush()

@@ -12,28 +12,25 @@ from __future__ import annotations
 
 import abc
 import logging
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
-from typing import BinaryIO, ClassVar, Final
+from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar, Final
 
-import numpy as np
-import numpy.typing as npt
-import pandas as pd
-
-from marketkeeper.candles import (
-    DERIVED_COLUMNS,
-    OPEN_TIME,
-    OPEN_TIME_DTYPE,
-    QUOTE_VOLUME,
-    TRADE_COUNT,
-    SeriesKey,
-)
 from marketkeeper.closing import Closing
-from marketkeeper.stores.csv_text import CSV_HEADER, csv_lines
+from marketkeeper.series import VALUE_COLUMNS, SeriesKey
 from marketkeeper.stores.errors import CandleStoreError, CandleStoreMissingError, CandleStoreUnavailableError
-from marketkeeper.stores.prepared import VALUE_COLUMNS, PreparedCandles, prepare_candles
 from marketkeeper.timeframes import TimeframeError, check_range
+
+if TYPE_CHECKING:
+    # numpy and pandas are imported by the methods that build or take frames (and the modules they call):
+    # ``marketkeeper candles --format csv`` streams a store's own text and pays for neither.
+    import numpy as np
+    import numpy.typing as npt
+    import pandas as pd
+
+    from marketkeeper.stores.frames import frame_from_columns
+    from marketkeeper.stores.prepared import PreparedCandles, prepare_candles
 
 __all__ = [
     "CHUNK_ROWS",
@@ -51,44 +48,20 @@ __all__ = [
 CHUNK_ROWS: Final = 100_000
 #: Candles per frame inside :meth:`CandleStore.read`, which holds them all anyway: fewer, larger pieces.
 _READ_CHUNK_ROWS: Final = 1_000_000
+#: Names this module re-exports from the modules that import numpy and pandas, loaded when first used.
+_LAZY: Final = {
+    "PreparedCandles": "marketkeeper.stores.prepared",
+    "prepare_candles": "marketkeeper.stores.prepared",
+    "frame_from_columns": "marketkeeper.stores.frames",
+}
 
 
-def frame_from_columns(
-    times_ns: npt.ArrayLike,
-    values: dict[str, npt.ArrayLike],
-    *,
-    quote_volume: npt.ArrayLike | None = None,
-    trade_count: pd.api.extensions.ExtensionArray | list[int | None] | None = None,
-    derived: Mapping[str, npt.ArrayLike] | None = None,
-) -> pd.DataFrame:
-    """Build the canonical frame a read returns: every candle column, open times in UTC, ascending.
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
 
-    :param times_ns: open times as int64 nanoseconds since the epoch, ascending.
-    :param values: the :data:`VALUE_COLUMNS` as float arrays.
-    :param quote_volume: floats with NaN where absent, or ``None`` when no candle has one.
-    :param trade_count: integers with ``None``/NA where absent, or ``None`` when no candle has one.
-    :param derived: ``source_count``/``expected_count`` as integers, -1 or ``None`` where absent; a column left
-        out is absent for every candle.
-    """
-    times = np.asarray(times_ns, dtype=np.int64)
-    n = len(times)
-    out = pd.DataFrame({OPEN_TIME: pd.Series(pd.DatetimeIndex(times.view("datetime64[ns]"), tz="UTC"))})
-    out[OPEN_TIME] = out[OPEN_TIME].astype(OPEN_TIME_DTYPE)
-    for name in VALUE_COLUMNS:
-        out[name] = np.asarray(values[name], dtype=np.float64)
-    out[QUOTE_VOLUME] = np.full(n, np.nan) if quote_volume is None else np.asarray(quote_volume, dtype=np.float64)
-    out[TRADE_COUNT] = pd.array([None] * n if trade_count is None else trade_count, dtype="Int64")
-    for name in DERIVED_COLUMNS:
-        column = (derived or {}).get(name)
-        if column is None:
-            out[name] = pd.arrays.IntegerArray(np.zeros(n, dtype=np.int64), np.ones(n, dtype=np.bool_))
-        elif isinstance(column, np.ndarray) and column.dtype.kind == "i":
-            out[name] = pd.arrays.IntegerArray(column.astype(np.int64, copy=False), column == -1)
-        else:
-            counts = pd.array(column, dtype="Int64")
-            counts[counts == -1] = pd.NA
-            out[name] = counts
-    return out
+    return getattr(importlib.import_module(_LAZY[name]), name)
 
 
 class CandleStore(Closing):
@@ -118,6 +91,8 @@ class CandleStore(Closing):
         :raises CandleStoreError: the frame cannot be stored or the store failed (nothing or part of the
             frame may be stored then; writing it again completes it without duplicates).
         """
+        from marketkeeper.stores.prepared import prepare_candles
+
         prepared = prepare_candles(self._check_key(key), frame, store=self.name)
         self._check_writable(key)
         if len(prepared) == 0:
@@ -147,6 +122,8 @@ class CandleStore(Closing):
             when there is one, else the series in its cause and the range they span (part of the frames may be
             stored then; writing them again completes them without duplicates).
         """
+        from marketkeeper.stores.prepared import prepare_candles
+
         prepared = [prepare_candles(self._check_key(key), frame, store=self.name) for key, frame in items]
         seen: set[SeriesKey] = set()
         for one in prepared:
@@ -200,7 +177,11 @@ class CandleStore(Closing):
         if len(frames) == 1:
             return frames[0]
         if not frames:
-            return frame_from_columns(np.empty(0, dtype=np.int64), {name: [] for name in VALUE_COLUMNS})
+            from marketkeeper.stores.frames import empty_read
+
+            return empty_read()
+        import pandas as pd
+
         return pd.concat(frames, ignore_index=True)
 
     def iter_frames(
@@ -230,6 +211,8 @@ class CandleStore(Closing):
         ``isoformat()`` in UTC), an empty field where a value is absent. Every float reads back with ``float()``
         as the very double stored; its text is the backend's (here ``repr``: ``7.0``; PostgreSQL: ``7``).
         """
+        from marketkeeper.stores.csv_text import CSV_HEADER, csv_lines
+
         frames = self.iter_frames(key, start, end)  # checks the arguments before anything is written
         out.write(CSV_HEADER.encode())
         rows = 0

@@ -9,12 +9,13 @@ open times by numpy, floats by ``repr`` over plain lists, rows joined once per f
 
 from __future__ import annotations
 
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-import numpy as np
-import pandas as pd
+from marketkeeper.series import CANDLE_COLUMNS, COUNT_COLUMNS, OPEN_TIME
 
-from marketkeeper.candles import CANDLE_COLUMNS, COUNT_COLUMNS, OPEN_TIME
+if TYPE_CHECKING:
+    # Imported by the functions over frames: the stores' own CSV exports need only the header.
+    import pandas as pd
 
 __all__ = ["CSV_HEADER", "csv_lines", "iso_open_times", "value_texts"]
 
@@ -24,6 +25,8 @@ CSV_HEADER: Final = ",".join(CANDLE_COLUMNS) + "\n"
 
 def iso_open_times(frame: pd.DataFrame) -> list[str]:
     """``Timestamp.isoformat()`` of every open time (UTC): seconds, plus microseconds where there are some."""
+    import numpy as np
+
     ns = frame[OPEN_TIME].array.asi8
     text = np.datetime_as_string(ns.astype("datetime64[ns]").astype("datetime64[s]"), unit="s").astype(object)
     fraction = np.flatnonzero(ns % 1_000_000_000)
@@ -34,6 +37,8 @@ def iso_open_times(frame: pd.DataFrame) -> list[str]:
 
 def value_texts(frame: pd.DataFrame, name: str, missing: str) -> list[str]:
     """The column ``name`` (a float column or a count column) as text, ``missing`` where a candle has none."""
+    import numpy as np
+
     if name in COUNT_COLUMNS:
         counts = frame[name].array
         absent = np.asarray(counts.isna(), dtype=np.bool_)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from marketkeeper.candles import SeriesKey
 from marketkeeper.errors import MarketkeeperError, series_context
+from marketkeeper.series import SeriesKey
 
 __all__ = ["CandleStoreError", "CandleStoreMissingError", "CandleStoreUnavailableError"]
 

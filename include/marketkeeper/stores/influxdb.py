@@ -14,17 +14,11 @@ InfluxDB merges the fields of a point written twice, so a rewrite that leaves ou
 
 from __future__ import annotations
 
-import io
 import logging
 from collections.abc import Iterator, Sequence
-from datetime import datetime
-from typing import Any, BinaryIO, ClassVar, Final
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar, Final
 
-import numpy as np
-import numpy.typing as npt
-import pandas as pd
-
-from marketkeeper.candles import DERIVED_COLUMNS, QUOTE_VOLUME, TRADE_COUNT, SeriesKey
 from marketkeeper.errors import StoreUnavailableError
 from marketkeeper.influxdb import (
     InfluxDBClient,
@@ -34,31 +28,36 @@ from marketkeeper.influxdb import (
     escape_measurement,
     quote_identifier,
 )
-from marketkeeper.influxdb.chunked import Chunk
+from marketkeeper.series import CANDLE_COLUMNS, SeriesKey
 from marketkeeper.stores.base import (
-    VALUE_COLUMNS,
     CandleStore,
     CandleStoreError,
     CandleStoreMissingError,
     CandleStoreUnavailableError,
-    PreparedCandles,
-    frame_from_columns,
 )
 from marketkeeper.stores.influxdb_write import CHUNK_ROWS, format_candle_lines, post_candles, post_candles_together
 from marketkeeper.stores.influxdb_write import TAG_KEYS as _TAG_KEYS
 from marketkeeper.timeframes import to_ns
 
+if TYPE_CHECKING:
+    # numpy and pandas are imported by the methods that build frames (stores.influxdb_frames): a CSV export
+    # (stores.influxdb_csv) rewrites the server's text and needs neither.
+    import numpy as np
+    import numpy.typing as npt
+    import pandas as pd
+
+    from marketkeeper.stores.prepared import PreparedCandles
+
 __all__ = ["InfluxDBCandleStore", "format_candle_lines"]
 
 log = logging.getLogger(__name__)
 
-_FIELDS: Final = (*VALUE_COLUMNS, QUOTE_VOLUME, TRADE_COUNT, *DERIVED_COLUMNS)
+#: The fields a candle read asks for: every candle column but the open time (InfluxDB's time), in frame order.
+_FIELDS: Final = CANDLE_COLUMNS[1:]
 #: Rows per chunk of a CSV export (about 9 MB of answer).
 _CSV_CHUNK: Final = 100_000
 #: Open times per chunk of :meth:`InfluxDBCandleStore.open_times`.
 _TIMES_CHUNK: Final = 250_000
-_DTYPES: Final[dict[str, Any]] = {"time": np.int64, **dict.fromkeys(VALUE_COLUMNS, np.float64)}
-_DTYPES.update({QUOTE_VOLUME: np.float64, TRADE_COUNT: "Int64", **dict.fromkeys(DERIVED_COLUMNS, "Int64")})
 # InfluxDB's time range: the parser keeps the two extreme int64 values for itself.
 _MIN_NS: Final = -(2**63) + 2
 _MAX_NS: Final = 2**63 - 2
@@ -165,9 +164,11 @@ class InfluxDBCandleStore(CandleStore):
         return self._client.query_chunked(q, params=params, chunk_size=rows, epoch=epoch)
 
     def _frames(self, key: SeriesKey, start: datetime, end: datetime, chunk_rows: int) -> Iterator[pd.DataFrame]:
+        from marketkeeper.stores.influxdb_frames import chunk_frame
+
         with self._failing("read", key, start, end):
             for chunk in self._chunks(key, _FIELDS, start, end, chunk_rows):
-                yield _chunk_frame(chunk)
+                yield chunk_frame(chunk)
 
     def write_csv(self, key: SeriesKey, start: datetime, end: datetime, out: BinaryIO) -> int:
         """See :meth:`CandleStore.write_csv`. The server's chunked answer is rewritten into the CSV as bytes
@@ -190,10 +191,12 @@ class InfluxDBCandleStore(CandleStore):
         return rows
 
     def latest(self, key: SeriesKey, n: int = 1) -> pd.DataFrame:
+        from marketkeeper.stores.influxdb_frames import series_frame
+
         self._check_n(n)
         with self._failing("latest", self._check_key(key)):
             result = self._query(self._select(_FIELDS, "", " ORDER BY time DESC LIMIT $n"), self._params(key, n=n))
-            frame = _frame(result)
+            frame = series_frame(result)
             return frame.iloc[::-1].reset_index(drop=True)
 
     def _edge(self, key: SeriesKey, *, first: bool, operation: str) -> datetime | None:
@@ -203,12 +206,16 @@ class InfluxDBCandleStore(CandleStore):
             result = self._query(q, self._params(key))
             if not result or not result[0].values:
                 return None
-            return pd.Timestamp(int(result[0].values[0][0]), tz="UTC").to_pydatetime()
+            return _from_ns(int(result[0].values[0][0]))
 
     def open_times(self, key: SeriesKey, start: datetime, end: datetime) -> npt.NDArray[np.int64]:
+        import numpy as np
+
+        from marketkeeper.stores.influxdb_frames import chunk_times
+
         start, end = self._range(start, end)
         with self._failing("open_times", self._check_key(key), start, end):
-            parts = [_chunk_times(chunk) for chunk in self._chunks(key, ("open",), start, end, _TIMES_CHUNK)]
+            parts = [chunk_times(chunk) for chunk in self._chunks(key, ("open",), start, end, _TIMES_CHUNK)]
         return np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
 
     def count(self, key: SeriesKey, start: datetime, end: datetime) -> int:
@@ -263,48 +270,6 @@ def _to_ns(dt: datetime) -> int:
     return min(max(to_ns(dt), _MIN_NS), _MAX_NS)
 
 
-def _frame(pages: list[Series]) -> pd.DataFrame:
-    columns: dict[str, list[Any]] = {"time": [], **{name: [] for name in _FIELDS}}
-    for page in pages:
-        index = {name: i for i, name in enumerate(page.columns)}
-        rows = page.values
-        for name, values in columns.items():
-            at = index.get(name)
-            values.extend([None] * len(rows) if at is None else [row[at] for row in rows])
-    quote_volume = np.array([np.nan if v is None else v for v in columns[QUOTE_VOLUME]], dtype=np.float64)
-    return frame_from_columns(
-        np.array(columns["time"], dtype=np.int64),
-        {name: np.array(columns[name], dtype=np.float64) for name in VALUE_COLUMNS},
-        quote_volume=quote_volume,
-        trade_count=columns[TRADE_COUNT],
-        derived={name: columns[name] for name in DERIVED_COLUMNS},
-    )
-
-
-def _parse(chunk: Chunk, **options: Any) -> pd.DataFrame:
-    # The C parser rounds every decimal to the nearest double (exact, like json.loads); "null" is no value.
-    return pd.read_csv(
-        io.BytesIO(chunk.csv),
-        header=None,
-        names=chunk.columns,
-        na_values=["null"],
-        keep_default_na=False,
-        engine="c",
-        **options,
-    )
-
-
-def _chunk_frame(chunk: Chunk) -> pd.DataFrame:
-    table = _parse(chunk, dtype={name: _DTYPES.get(name, object) for name in chunk.columns})
-    missing = pd.Series(np.full(len(table), np.nan))
-    return frame_from_columns(
-        table["time"].to_numpy(dtype=np.int64),
-        {name: table.get(name, missing).to_numpy(dtype=np.float64) for name in VALUE_COLUMNS},
-        quote_volume=table.get(QUOTE_VOLUME, missing).to_numpy(dtype=np.float64),
-        trade_count=table[TRADE_COUNT].array if TRADE_COUNT in table else None,
-        derived={name: table[name].array for name in DERIVED_COLUMNS if name in table},
-    )
-
-
-def _chunk_times(chunk: Chunk) -> npt.NDArray[np.int64]:
-    return np.asarray(_parse(chunk, usecols=[0], dtype={"time": np.int64})["time"].to_numpy(), dtype=np.int64)
+def _from_ns(ns: int) -> datetime:
+    """An epoch-nanosecond time as an aware UTC datetime (to the microsecond, as ``Timestamp.to_pydatetime``)."""
+    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=ns // 1000)

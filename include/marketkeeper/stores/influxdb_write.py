@@ -14,13 +14,13 @@ from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from itertools import repeat
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-import numpy as np
-
-from marketkeeper.candles import QUOTE_VOLUME, TRADE_COUNT
 from marketkeeper.influxdb import InfluxDBClient, escape_field_key, escape_measurement, escape_tag
-from marketkeeper.stores.prepared import VALUE_COLUMNS, PreparedCandles
+from marketkeeper.series import QUOTE_VOLUME, TRADE_COUNT, VALUE_COLUMNS
+
+if TYPE_CHECKING:
+    from marketkeeper.stores.prepared import PreparedCandles
 
 __all__ = ["CHUNK_ROWS", "TAG_KEYS", "format_candle_lines", "post_candles", "post_candles_together"]
 
@@ -95,6 +95,8 @@ def format_candle_lines(
         return list(map(template(all_qv, all_tc).format, repeat(head, stop - start), *columns, *used, times))
 
     # Rows differ in which optional fields they carry: format each pattern, put rows back in order.
+    import numpy as np
+
     n = stop - start
     qv_mask = np.zeros(n, dtype=np.bool_) if has_qv is None else has_qv
     tc_mask = np.zeros(n, dtype=np.bool_) if has_tc is None else has_tc

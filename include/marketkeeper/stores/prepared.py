@@ -12,25 +12,19 @@ import numpy.typing as npt
 import pandas as pd
 
 from marketkeeper.candles import (
-    CLOSE,
     DERIVED_COLUMNS,
-    HIGH,
-    LOW,
-    OPEN,
     QUOTE_VOLUME,
     TRADE_COUNT,
-    VOLUME,
     CandleFrameError,
     SeriesKey,
     normalize_frame,
     open_time_ns,
 )
+from marketkeeper.series import VALUE_COLUMNS
 from marketkeeper.stores.errors import CandleStoreError
 
 __all__ = ["VALUE_COLUMNS", "PreparedCandles", "prepare_candles"]
 
-#: The float columns every candle has, in storage order.
-VALUE_COLUMNS: tuple[str, ...] = (OPEN, HIGH, LOW, CLOSE, VOLUME)
 _NAT: Final = np.iinfo(np.int64).min
 
 

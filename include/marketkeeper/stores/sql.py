@@ -17,28 +17,21 @@ import functools
 import logging
 from collections.abc import Iterator, Sequence
 from datetime import datetime
-from typing import Any, BinaryIO, ClassVar, Final
+from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar, Final
 
-import numpy as np
-import numpy.typing as npt
-import pandas as pd
 import psycopg
 import psycopg.errors
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection, Engine
 
-from marketkeeper.candles import DERIVED_COLUMNS, QUOTE_VOLUME, TRADE_COUNT, SeriesKey
+from marketkeeper.series import DERIVED_COLUMNS, QUOTE_VOLUME, TRADE_COUNT, VALUE_COLUMNS, SeriesKey
 from marketkeeper.stores.base import (
-    VALUE_COLUMNS,
     CandleStore,
     CandleStoreError,
     CandleStoreMissingError,
     CandleStoreUnavailableError,
-    PreparedCandles,
-    frame_from_columns,
 )
-from marketkeeper.stores.sql_copy import copy_csv, copy_frames, copy_open_times, stage_candles
 from marketkeeper.stores.sql_write import OPTIONAL_COLUMNS as _OPTIONAL
 from marketkeeper.stores.sql_write import candles_table as _table
 from marketkeeper.stores.sql_write import (
@@ -50,6 +43,15 @@ from marketkeeper.stores.sql_write import (
     unnest_params,
     unnested,
 )
+
+if TYPE_CHECKING:
+    # numpy, pandas and the binary COPY (sql_copy) are imported by the methods that build or take frames: a
+    # CSV export (sql_csv) needs only SQLAlchemy and psycopg.
+    import numpy as np
+    import numpy.typing as npt
+    import pandas as pd
+
+    from marketkeeper.stores.prepared import PreparedCandles
 
 __all__ = ["SQLCandleStore"]
 
@@ -167,6 +169,8 @@ class SQLCandleStore(CandleStore):
             conn.execute(self._many_upsert, unnest_many_params(prepared))
 
     def _write_postgresql(self, conn: Connection, prepared: PreparedCandles) -> None:
+        from marketkeeper.stores.sql_copy import stage_candles
+
         stage_candles(conn, prepared)
         params = series_params(prepared.key)
         # New candles (the usual case: ingestion moves forward) skip ON CONFLICT's speculative insertion, which
@@ -183,6 +187,8 @@ class SQLCandleStore(CandleStore):
         conn.execute(self._upsert, params)
 
     def _write_sqlite(self, conn: Connection, prepared: PreparedCandles) -> None:
+        import pandas as pd
+
         series = series_params(prepared.key)
         times = pd.DatetimeIndex(prepared.times_ns.view("datetime64[ns]"), tz="UTC").to_pydatetime()
         # sqlite3 binds Python floats as IEEE doubles, bit for bit.
@@ -222,6 +228,9 @@ class SQLCandleStore(CandleStore):
         return sa.cast(sa.extract("epoch", _table().c.open_time) * 1_000_000, sa.BigInteger())
 
     def _times_ns(self, values: Sequence[Any]) -> npt.NDArray[np.int64]:
+        import numpy as np
+        import pandas as pd
+
         if self.backend == "postgresql":
             return np.array(values, dtype=np.int64) * 1000
         if not values:
@@ -229,6 +238,10 @@ class SQLCandleStore(CandleStore):
         return np.asarray(pd.DatetimeIndex(list(values)).tz_convert("UTC").as_unit("ns").asi8, dtype=np.int64)
 
     def _to_frame(self, rows: Sequence[Sequence[Any]]) -> pd.DataFrame:
+        import numpy as np
+
+        from marketkeeper.stores.frames import frame_from_columns
+
         columns: list[Sequence[Any]] = list(zip(*rows, strict=True)) if rows else [() for _ in range(10)]
         times, *values, quote_volume, trade_count, source_count, expected_count = columns
         return frame_from_columns(
@@ -242,6 +255,8 @@ class SQLCandleStore(CandleStore):
     def _frames(self, key: SeriesKey, start: datetime, end: datetime, chunk_rows: int) -> Iterator[pd.DataFrame]:
         with self._failing("read", key, start, end), self._engine.connect() as conn:
             if self.backend == "postgresql":
+                from marketkeeper.stores.sql_copy import copy_frames
+
                 # One streamed binary COPY parsed by numpy: no Python object per row or value.
                 yield from copy_frames(conn, key, start, end, chunk_rows)
                 return
@@ -257,6 +272,8 @@ class SQLCandleStore(CandleStore):
             return super().write_csv(key, start, end, out)
         start, end = self._range(start, end)
         self._check_key(key)
+        from marketkeeper.stores.sql_csv import copy_csv
+
         with self._failing("read", key, start, end), self._engine.connect() as conn:
             return copy_csv(conn, key, start, end, out)
 
@@ -279,6 +296,8 @@ class SQLCandleStore(CandleStore):
         self._check_key(key)
         with self._failing("open_times", key, start, end), self._engine.connect() as conn:
             if self.backend == "postgresql":
+                from marketkeeper.stores.sql_copy import copy_open_times
+
                 return copy_open_times(conn, key, start, end)
             stmt = sa.select(_table().c.open_time).where(self._in_range(key, start, end)).order_by(_table().c.open_time)
             values = conn.execute(stmt).scalars().all()

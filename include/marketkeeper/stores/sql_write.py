@@ -10,25 +10,27 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final, cast
+from typing import TYPE_CHECKING, Any, Final, cast
 
-import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
-from marketkeeper.candles import DERIVED_COLUMNS, QUOTE_VOLUME, TRADE_COUNT, SeriesKey
 from marketkeeper.ledger.types import UTCDateTime
-from marketkeeper.stores.prepared import VALUE_COLUMNS, PreparedCandles
-from marketkeeper.stores.sql_copy import staging
+from marketkeeper.series import DERIVED_COLUMNS, QUOTE_VOLUME, TRADE_COUNT, VALUE_COLUMNS, SeriesKey
+
+if TYPE_CHECKING:
+    from marketkeeper.stores.prepared import PreparedCandles
 
 __all__ = [
     "KEY_COLUMNS",
     "OPTIONAL_COLUMNS",
+    "STAGING_TABLE",
     "candles_table",
     "pg_insert",
     "pg_upsert",
     "series_params",
     "sqlite_upsert",
+    "staging",
     "unnest_many_params",
     "unnest_params",
     "unnested",
@@ -39,6 +41,18 @@ OPTIONAL_COLUMNS: Final = (QUOTE_VOLUME, TRADE_COUNT, *DERIVED_COLUMNS)
 _SERIES_COLUMNS: Final = ("exchange", "symbol", "timeframe")
 _NAN: Final[sa.ColumnElement[float]] = sa.literal_column("'NaN'::float8", postgresql.DOUBLE_PRECISION())
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+#: The temporary table a large PostgreSQL write is COPYed into (``sql_copy.stage_candles``) before the upsert.
+STAGING_TABLE: Final = "marketkeeper_candles_staging"
+
+#: The staging table for SQLAlchemy statements that read it (the upsert's ``INSERT .. SELECT``).
+staging = sa.table(
+    STAGING_TABLE,
+    sa.column("open_time", UTCDateTime()),
+    *(sa.column(name, postgresql.DOUBLE_PRECISION()) for name in (*VALUE_COLUMNS, QUOTE_VOLUME)),
+    sa.column("has_trade_count", sa.Boolean()),
+    sa.column(TRADE_COUNT, sa.BigInteger()),
+    *(sa.column(name, sa.BigInteger()) for name in DERIVED_COLUMNS),
+)
 
 
 @functools.cache
@@ -138,6 +152,8 @@ def series_params(key: SeriesKey) -> dict[str, Any]:
 def unnest_params(prepared: PreparedCandles) -> dict[str, list[Any]]:
     """The arrays of :func:`unnested`, with the staging table's markers for absent values (NaN, false, -1).
     psycopg sends each float as its ``repr``, which PostgreSQL parses back into the very same double."""
+    import numpy as np
+
     n = len(prepared)
     counts, present = prepared.trade_count, prepared.trade_count_present
     if counts is None or present is None:
