@@ -15,7 +15,8 @@ COLUMNS = ("time", "open", "close", "trade_count")
 
 
 def chunk(rows: bytes, columns: tuple[str, ...] = COLUMNS) -> Chunk:
-    return Chunk(name="candles", columns=list(columns), csv=rows)
+    """A chunk of these CSV-like rows as InfluxDB's JSON carries them: ``"values":[[row],[row]]``."""
+    return Chunk(name="candles", columns=list(columns), values=rows.rstrip(b"\n").replace(b"\n", b"],["))
 
 
 def test_times_become_isoformat_and_null_an_empty_field() -> None:

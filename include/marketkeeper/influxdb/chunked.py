@@ -3,9 +3,10 @@
 InfluxDB answers a chunked query with one JSON document per line, each carrying at most ``chunk_size`` rows
 of a series. The rows are the bulk of every line and are plain numbers and ``null`` (a query without
 ``GROUP BY`` returns no tags), so each line is split in two: the small envelope (statement, series name,
-columns, errors) goes through :func:`json.loads`, and the rows are handed back as CSV text for a vectorised
-parser; no Python object is made per value. The CSV format (``Accept: application/csv``) is not used:
-InfluxDB 1.x drops statement errors from it, so a missing database or a failed query would read as no rows.
+columns, errors) goes through :func:`json.loads`, and the rows are handed back as text, CSV for a vectorised
+parser (:attr:`Chunk.csv`) or as they came for a rewrite of their own; no Python object is made per value.
+The CSV format (``Accept: application/csv``) is not used: InfluxDB 1.x drops statement errors from it, so a
+missing database or a failed query would read as no rows.
 """
 
 from __future__ import annotations
@@ -34,12 +35,18 @@ class Chunk:
 
     :ivar name: the measurement.
     :ivar columns: the column names, ``time`` first.
-    :ivar csv: the rows as CSV lines without a header: numbers as InfluxDB wrote them, ``null`` for no value.
+    :ivar values: the rows as InfluxDB wrote them inside ``"values":[ .. ]``, without the outer brackets:
+        ``1704067200000000000,42000.5,null],[1704067260000000000,...``.
     """
 
     name: str
     columns: list[str]
-    csv: bytes
+    values: bytes
+
+    @property
+    def csv(self) -> bytes:
+        """The rows as CSV lines without a header: numbers as InfluxDB wrote them, ``null`` for no value."""
+        return self.values.replace(b"],[", b"\n") + b"\n" if self.values else b""
 
 
 def _read_ahead(read: Callable[[], bytes], depth: int = _READ_AHEAD) -> Iterator[bytes]:
@@ -96,7 +103,7 @@ def _lines(blocks: Iterable[bytes]) -> Iterator[bytes]:
 
 
 def _split(line: bytes) -> tuple[dict[str, Any], bytes]:
-    """The envelope of one chunk (with ``"values": []``) and its rows as CSV lines."""
+    """The envelope of one chunk (with ``"values": []``) and its rows' text (see :attr:`Chunk.values`)."""
     at = line.find(_VALUES)
     if at < 0:
         return json.loads(line), b""
@@ -106,8 +113,7 @@ def _split(line: bytes) -> tuple[dict[str, Any], bytes]:
     if end < at:
         raise ValueError(f"a chunk of the answer is not InfluxDB's JSON: {line[:200]!r}")
     envelope = json.loads(line[:at] + b'"values":[]' + line[end + 2 :])
-    rows = line[at + len(_VALUES) + 1 : end]
-    return envelope, rows.replace(b"],[", b"\n") + b"\n"
+    return envelope, line[at + len(_VALUES) + 1 : end]
 
 
 def iter_chunks(
@@ -142,4 +148,5 @@ def iter_chunks(
                 )
             for raw_series in series:
                 if rows:
-                    yield Chunk(name=raw_series.get("name", ""), columns=list(raw_series.get("columns", [])), csv=rows)
+                    name, columns = raw_series.get("name", ""), list(raw_series.get("columns", []))
+                    yield Chunk(name=name, columns=columns, values=rows)

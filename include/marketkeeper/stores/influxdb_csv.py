@@ -1,12 +1,12 @@
 """The InfluxDB store's CSV export: the rows of a chunked InfluxQL answer rewritten into candle CSV as bytes,
 without a DataFrame or a Python object per value.
 
-The query asks for RFC3339 times (no ``epoch``), so every row of a chunk is
-``"2024-01-01T00:00:00Z",42000.5,...,null``: the time a JSON string, each value a JSON number as InfluxDB's Go
-encoder wrote it (its shortest round-trip text: ``float()`` of it is the very double stored) or ``null``. Over
-the whole chunk at once, in C, ``bytes.translate`` drops the quotes and two ``bytes.replace`` make that
-``2024-01-01T00:00:00+00:00,42000.5,...,`` (the time as ``Timestamp.isoformat()`` in UTC, an absent value an
-empty field); a time with a fraction of a second (RFC3339Nano trims trailing zeros, isoformat prints
+The query asks for RFC3339 times (no ``epoch``), so a chunk's rows are
+``"2024-01-01T00:00:00Z",42000.5,...,null],["2024-01-01T00:01:00Z",...``: the time a JSON string, each value a
+JSON number as InfluxDB's Go encoder wrote it (its shortest round-trip text: ``float()`` of it is the very
+double stored) or ``null``. Three ``bytes.replace`` over the whole chunk at once, in C, make that
+``2024-01-01T00:00:00+00:00,42000.5,...,`` lines (the time as ``Timestamp.isoformat()`` in UTC, an absent value
+an empty field); a time with a fraction of a second (RFC3339Nano trims trailing zeros, isoformat prints
 microseconds) is rewritten by a regular expression, only in the chunks that have one. Hand-written because the
 alternative, a pandas frame and ``repr`` of every float, cost several times the server's own work.
 """
@@ -25,7 +25,7 @@ __all__ = ["csv_rows"]
 _TIME: Final = re.compile(rb'"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,9})?Z",')
 #: A time with a fraction of a second at the start of a row (found from the row starts alone: a scan of every
 #: byte for ``.`` would stop at each float).
-_ANY_FRACTION: Final = re.compile(rb'\n"[0-9T:-]{19}\.')
+_ANY_FRACTION: Final = re.compile(rb'\],\["[0-9T:-]{19}\.')
 #: That fraction's digits (1 to 9, trailing zeros trimmed).
 _FRACTION: Final = re.compile(rb'(\d\d:\d\d:\d\d)\.(\d{1,9})Z",')
 
@@ -46,12 +46,14 @@ def csv_rows(chunk: Chunk, columns: tuple[str, ...]) -> bytes:
         raise InfluxDBError(
             f"InfluxQL answer has columns {chunk.columns}, expected {list(columns)}", status=None, server_message=""
         )
-    rows = chunk.csv
+    rows = chunk.values
     if not rows:
         return b""
     if not _TIME.match(rows):
         raise InfluxDBError(f"InfluxQL answer has a time not in RFC3339: {rows[:40]!r}", status=None, server_message="")
     if rows[20:21] == b"." or _ANY_FRACTION.search(rows):
         rows = _FRACTION.sub(_microseconds, rows)
-    # The time is the one string of a row and `Z,` follows only it: every value is a number or null.
-    return rows.translate(None, b'"').replace(b"Z,", b"+00:00,").replace(b"null", b"")
+    # The time is the one string of a row, so `Z",` and `],["` occur only around it: every value is a number
+    # or null. The first row's opening quote goes, and the last row gets its newline.
+    lines = rows.replace(b'Z",', b"+00:00,").replace(b'],["', b"\n").replace(b"null", b"")
+    return lines[1:] + b"\n"
