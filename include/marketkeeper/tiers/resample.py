@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -38,6 +39,7 @@ RESAMPLED_COLUMNS: Final = (
 _DAY_NS: Final = 86_400 * 10**9
 
 
+@functools.lru_cache(maxsize=256)  # pure, and called for every tier of every write
 def check_derivable(base: str | Timeframe, target: str | Timeframe) -> tuple[Timeframe, Timeframe]:
     """Parse ``base`` and ``target`` and check that ``target`` buckets are whole runs of ``base`` candles.
 
@@ -233,8 +235,8 @@ def _resample(
     times = members.times[first:last]
     buckets = target_tf.floor_ns(times)
     # Sorted times give sorted buckets: each bucket is one run, starting where the bucket changes.
-    starts = np.flatnonzero(np.r_[True, buckets[1:] != buckets[:-1]])
-    ends = np.r_[starts[1:], len(times)]
+    starts = np.flatnonzero(np.concatenate(([True], buckets[1:] != buckets[:-1])))
+    ends = np.append(starts[1:], len(times))
     opens = buckets[starts]
     closes = _bucket_ends(target_tf, opens)
     if closed_before is not None:
