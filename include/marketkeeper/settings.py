@@ -102,8 +102,8 @@ class Settings(BaseSettings):
     influxdb_password: SecretStr | None = None
     influxdb_org: str | None = None
     influxdb_bucket: str = "marketkeeper"
-    #: Ask InfluxDB to gzip its answers (``INFLUXDB_GZIP_ANSWERS``): only worth it over a slow link.
-    influxdb_gzip_answers: bool = False
+    #: Gzip write bodies and ask InfluxDB to gzip its answers (``INFLUXDB_GZIP``): only worth it over a slow link.
+    influxdb_gzip: bool = False
 
     marketkeeper_db_connect_timeout: float = Field(default=10.0, ge=0)
     marketkeeper_db_statement_timeout: float = Field(default=300.0, ge=0)

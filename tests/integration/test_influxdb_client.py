@@ -154,23 +154,24 @@ def test_writes_in_batches_and_stores_every_line(influxdb_client: InfluxDBClient
 
 
 @integration
-def test_write_bodies_are_gzip_compressed(influxdb_client: InfluxDBClient) -> None:
+def test_write_bodies_are_plain_unless_gzip(influxdb_client: InfluxDBClient) -> None:
     sent: list[requests.PreparedRequest] = []
     influxdb_client.session.hooks["response"].append(lambda r, *a, **k: sent.append(r.request))
     influxdb_client.write_lines([format_line("candles", {}, {"close": 1.0}, 1)])
     (request,) = [r for r in sent if r.path_url.startswith("/write")]
-    assert request.headers["Content-Encoding"] == "gzip"
-    assert isinstance(request.body, bytes) and request.body[:2] == b"\x1f\x8b"
+    assert "Content-Encoding" not in request.headers
+    assert request.body == b"candles close=1.0 1"
 
-    with InfluxDBClient(INFLUXDB_TEST_URL, database=INFLUXDB_TEST_DB, gzip=False) as plain:
-        plain.session.hooks["response"].append(lambda r, *a, **k: sent.append(r.request))
-        plain.write_lines([format_line("candles", {}, {"close": 2.0}, 2)])
-    assert "Content-Encoding" not in sent[-1].headers
+    with InfluxDBClient(INFLUXDB_TEST_URL, database=INFLUXDB_TEST_DB, gzip=True) as zipped:
+        zipped.session.hooks["response"].append(lambda r, *a, **k: sent.append(r.request))
+        zipped.write_lines([format_line("candles", {}, {"close": 2.0}, 2)])
+    assert sent[-1].headers["Content-Encoding"] == "gzip"
+    assert isinstance(sent[-1].body, bytes) and sent[-1].body[:2] == b"\x1f\x8b"
     assert _count(influxdb_client, "candles", "close") == 2
 
 
 @integration
-def test_answers_travel_plain_unless_gzip_answers(influxdb_client: InfluxDBClient) -> None:
+def test_answers_travel_plain_unless_gzip(influxdb_client: InfluxDBClient) -> None:
     # requests asks for gzip by default, and InfluxDB then compresses every answer on the fly: on loopback
     # that more than doubled the time of a long read. Plain by default; gzip when the client is told to.
     influxdb_client.write_lines([format_line("candles", {}, {"close": float(i)}, i) for i in range(1, 2001)])
@@ -179,7 +180,7 @@ def test_answers_travel_plain_unless_gzip_answers(influxdb_client: InfluxDBClien
     assert _count(influxdb_client, "candles", "close") == 2000
     assert seen[-1].request.headers["Accept-Encoding"] == "identity"
     assert "Content-Encoding" not in seen[-1].headers
-    with InfluxDBClient(INFLUXDB_TEST_URL, database=INFLUXDB_TEST_DB, gzip_answers=True) as zipped:
+    with InfluxDBClient(INFLUXDB_TEST_URL, database=INFLUXDB_TEST_DB, gzip=True) as zipped:
         zipped.session.hooks["response"].append(lambda r, *a, **k: seen.append(r))
         assert _count(zipped, "candles", "close") == 2000
         chunks = list(zipped.query_chunked("SELECT close FROM candles", chunk_size=500))
@@ -317,9 +318,9 @@ def flaky_proxy() -> Iterator[tuple[str, type[_FlakyProxy]]]:
 @integration
 def test_5xx_answers_are_retried(flaky_proxy: tuple[str, type[_FlakyProxy]]) -> None:
     url, handler = flaky_proxy
-    with InfluxDBClient(url, database="x", max_retries=3, backoff_factor=0.01) as client:
+    with InfluxDBClient(url, database="x", max_retries=3, backoff_factor=0.01, gzip=True) as client:
         assert client.write_lines(["m f=1 1"]) == 1
-    assert handler.requests_seen == ["gzip"] * 3
+    assert handler.requests_seen == ["gzip"] * 3  # the same compressed body each time
 
 
 @integration

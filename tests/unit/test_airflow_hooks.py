@@ -55,7 +55,7 @@ def test_influxdb_password_auth(monkeypatch: pytest.MonkeyPatch) -> None:
         schema="https",
         login="writer",
         password=NASTY_PASSWORD,
-        extra={"database": "candles", "retention_policy": "one_year", "timeout": "2.5", "gzip_answers": "true"},
+        extra={"database": "candles", "retention_policy": "one_year", "timeout": "2.5", "gzip": "true"},
     )
     kwargs = InfluxDBHook(influxdb_conn_id="mk_test").client_kwargs()
     assert kwargs == {
@@ -67,7 +67,7 @@ def test_influxdb_password_auth(monkeypatch: pytest.MonkeyPatch) -> None:
         "org": None,
         "retention_policy": "one_year",
         "timeout": 2.5,
-        "gzip_answers": True,
+        "gzip": True,
     }
 
 
@@ -85,7 +85,7 @@ def test_influxdb_token_auth_and_defaults(monkeypatch: pytest.MonkeyPatch) -> No
     assert (kwargs["token"], kwargs["username"], kwargs["password"]) == ("s3cret-token", None, None)
     assert kwargs["org"] == "acme"
     assert kwargs["timeout"] == 10.0
-    assert kwargs["gzip_answers"] is False  # InfluxDB's answers travel plain unless asked
+    assert kwargs["gzip"] is False  # writes and answers travel plain unless asked
 
 
 def test_influxdb_default_database_and_prefixed_extras(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -15,6 +15,7 @@ from marketkeeper.influxdb import (
     format_line,
     format_lines,
 )
+from marketkeeper.influxdb.lineprotocol import float_texts
 
 
 @pytest.mark.parametrize(
@@ -86,7 +87,8 @@ def test_measurement_and_field_key_specific_refusals() -> None:
     [
         (1.0, "1.0"),
         (0.1, "0.1"),
-        (-2.5e-07, "-2.5e-07"),
+        (-2.5e-07, "-2.5e-7"),
+        (1.5e-05, "0.000015"),
         (1e16, "1e+16"),
         (67432.123456789, "67432.123456789"),
         (42, "42i"),
@@ -105,6 +107,21 @@ def test_measurement_and_field_key_specific_refusals() -> None:
 )
 def test_format_field_value(value: object, expected: str) -> None:
     assert format_field_value(value, field="f") == expected  # type: ignore[arg-type]
+
+
+AWKWARD = [5e-324, 1.7976931348623157e308, 0.1 + 0.2, 1.2345678901234567e-10, 1e16, 7.0, -0.0, -2.5e-300,
+           1e-7, 1.5e-5, 123456789012345678.0, 1e21, 67432.123456789, 2.0**53 + 2, -1e-4]  # fmt: skip
+
+
+def test_float_texts_are_format_field_value_of_each_and_read_back_bit_for_bit() -> None:
+    import numpy as np
+
+    rng = np.random.default_rng(5)
+    values = np.concatenate([np.array(AWKWARD), rng.standard_normal(2000) * 10.0 ** rng.integers(-320, 300, 2000)])
+    texts = float_texts(values)
+    assert texts == [format_field_value(float(v), field="f") for v in values]
+    assert np.array([float(t) for t in texts]).view(np.int64).tolist() == values.view(np.int64).tolist()
+    assert float_texts(np.array([])) == []
 
 
 @pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf, Decimal("NaN"), Decimal("-Infinity")], ids=repr)

@@ -161,7 +161,7 @@ class InfluxDBHook(PingTestMixin, BaseHook):
     Connection fields: ``host`` and ``port`` (default 8086); ``schema`` is the protocol, ``http`` (default) or
     ``https``; ``login``/``password`` for v1 username/password auth, *or* the extra ``token`` for token auth.
     Extras: ``database`` (alias ``bucket``, default ``marketkeeper``), ``org``, ``retention_policy``,
-    ``timeout`` (seconds, default 10) and ``gzip_answers`` (default false: see ``InfluxDBClient``).
+    ``timeout`` (seconds, default 10) and ``gzip`` (default false: see ``InfluxDBClient``).
 
     :param influxdb_conn_id: the Airflow connection id to read.
     """
@@ -203,7 +203,7 @@ class InfluxDBHook(PingTestMixin, BaseHook):
             or DEFAULT_INFLUXDB_DATABASE
         )
         timeout = _extra(conn, self.conn_type, "timeout")
-        gzip_answers = _extra(conn, self.conn_type, "gzip_answers")
+        gzip = _extra(conn, self.conn_type, "gzip")
         return {
             "url": f"{scheme}://{_url_host(host)}:{port}",
             "database": str(database),
@@ -215,9 +215,7 @@ class InfluxDBHook(PingTestMixin, BaseHook):
             "timeout": (
                 _as_float(timeout, conn_id=conn_id, name="timeout") if timeout is not None else DEFAULT_INFLUXDB_TIMEOUT
             ),
-            "gzip_answers": (
-                _as_bool(gzip_answers, conn_id=conn_id, name="gzip_answers") if gzip_answers is not None else False
-            ),
+            "gzip": _as_bool(gzip, conn_id=conn_id, name="gzip") if gzip is not None else False,
         }
 
     def get_conn(self) -> InfluxDBClient:

@@ -23,6 +23,10 @@ import math
 import numbers
 from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
 
 FieldValue = float | int | bool | str | Decimal
 
@@ -94,8 +98,25 @@ def escape_field_key(key: str) -> str:
 def _format_float(value: float, field: str | None) -> str:
     if not math.isfinite(value):
         raise ValueError(f"field {field!r} is {value!r}; InfluxDB stores only finite floats")
-    # float.__repr__ rather than repr(): numpy scalars subclass float but repr as "np.float64(...)".
-    return float.__repr__(value)
+    # orjson's shortest round-trip text, the same as float_texts writes for a column (so a point and a
+    # candle line agree byte for byte); float() first: numpy scalars subclass float. Imported here: a CSV
+    # export imports this package and writes no line.
+    import orjson
+
+    return orjson.dumps(float(value)).decode()
+
+
+def float_texts(values: npt.NDArray[Any]) -> list[str]:
+    """The text :func:`format_field_value` writes for each value of a float64 array, many at a time: orjson's
+    shortest round-trip text of a double (``0.1``, ``-0.0``, ``7.0``, ``1.5e-5``'s ``0.000015``, ``1e+16``), from
+    one ``orjson.dumps`` of the array, about five times faster than formatting a value at a time. Values must be
+    finite (JSON has no NaN): the callers pass checked candle columns.
+    """
+    import numpy as np
+    import orjson
+
+    text = orjson.dumps(np.ascontiguousarray(values, dtype=np.float64), option=orjson.OPT_SERIALIZE_NUMPY)
+    return text[1:-1].decode().split(",") if len(values) else []
 
 
 def format_field_value(value: FieldValue, *, field: str | None = None) -> str:

@@ -17,6 +17,7 @@ from itertools import repeat
 from typing import TYPE_CHECKING, Any, Final
 
 from marketkeeper.influxdb import InfluxDBClient, escape_field_key, escape_measurement, escape_tag
+from marketkeeper.influxdb.lineprotocol import float_texts
 from marketkeeper.series import QUOTE_VOLUME, TRADE_COUNT, VALUE_COLUMNS
 
 if TYPE_CHECKING:
@@ -47,6 +48,8 @@ def format_candle_lines(
 
     :raises ValueError: a name line protocol cannot carry (see :mod:`marketkeeper.influxdb.lineprotocol`).
     """
+    import numpy as np
+
     if prepared.derived:
         return _with_derived_fields(prepared, measurement=measurement, start=start, stop=stop)
     key = prepared.key
@@ -58,10 +61,10 @@ def format_candle_lines(
     )
     stop = len(prepared) if stop is None else min(stop, len(prepared))
     rows = slice(start, stop)
-    # tolist() yields Python floats and ints, so "{!r}" is float.__repr__ (the shortest round-trip text)
-    # and "{}" is str(int): exactly what format_line writes.
-    columns: list[list[Any]] = [prepared.values[name][rows].tolist() for name in VALUE_COLUMNS]
-    base = "{} " + ",".join(_literal(escape_field_key(name)) + "={!r}" for name in VALUE_COLUMNS)
+    # Every float as float_texts writes it (the shortest round-trip text, many at a time) and "{}" of an int
+    # is str(int): exactly what format_line writes.
+    columns: list[list[Any]] = [float_texts(prepared.values[name][rows]) for name in VALUE_COLUMNS]
+    base = "{} " + ",".join(_literal(escape_field_key(name)) + "={}" for name in VALUE_COLUMNS)
     times = prepared.times_ns[rows].tolist()
     qv_present = prepared.quote_volume_present
     tc_present = prepared.trade_count_present
@@ -71,14 +74,16 @@ def format_candle_lines(
     def template(qv: bool, tc: bool) -> str:
         text = base
         if qv:
-            text += "," + _literal(escape_field_key(QUOTE_VOLUME)) + "={!r}"
+            text += "," + _literal(escape_field_key(QUOTE_VOLUME)) + "={}"
         if tc:
             text += "," + _literal(escape_field_key(TRADE_COUNT)) + "={}i"
         return text + " {}"
 
     extra: list[list[Any]] = []
     if prepared.quote_volume is not None:
-        extra.append(prepared.quote_volume[rows].tolist())
+        # An absent quote volume is NaN, which JSON cannot carry: 0 stands in for it (its text is never written).
+        quote_volume = prepared.quote_volume[rows]
+        extra.append(float_texts(np.where(np.isnan(quote_volume), 0.0, quote_volume)))
     if prepared.trade_count is not None:
         extra.append(prepared.trade_count[rows].tolist())
     all_qv = has_qv is not None and bool(has_qv.all())
@@ -95,8 +100,6 @@ def format_candle_lines(
         return list(map(template(all_qv, all_tc).format, repeat(head, stop - start), *columns, *used, times))
 
     # Rows differ in which optional fields they carry: format each pattern, put rows back in order.
-    import numpy as np
-
     n = stop - start
     qv_mask = np.zeros(n, dtype=np.bool_) if has_qv is None else has_qv
     tc_mask = np.zeros(n, dtype=np.bool_) if has_tc is None else has_tc
