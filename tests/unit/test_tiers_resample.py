@@ -245,3 +245,27 @@ def test_resample_ranges_of_a_derived_tier_equals_resample_tier_of_each_range() 
     daily.loc[2, "source_count"] = pd.NA
     with pytest.raises(CandleFrameError, match="has no source_count"):
         resample_ranges(daily, "1d", ranges, base="1m")
+
+
+@pytest.mark.parametrize("where", ["newest", "inside", "all", "new_only"])
+def test_an_overlay_replaces_the_source_candles_at_its_open_times(where: str) -> None:
+    from marketkeeper.tiers import resample_ranges, resample_tier
+
+    daily = resample_candles(ONE_MINUTE, "1m", "1d")
+    fresh = daily.iloc[{"newest": [-1], "inside": [5, 9], "all": list(range(len(daily))), "new_only": [-1]}[where]]
+    fresh = fresh.reset_index(drop=True)
+    fresh["close"] += 1.5  # recomputed differently from what was stored
+    fresh.loc[0, "trade_count"] = pd.NA
+    stored = daily.iloc[:-1] if where == "new_only" else daily
+    stored = stored.drop(columns=["quote_volume"])  # a column the fresh candles have and the stored do not
+    expected_source = pd.concat(
+        [stored[~stored["open_time"].isin(fresh["open_time"])], fresh], ignore_index=True
+    ).sort_values("open_time", ignore_index=True)
+    times = daily["open_time"]
+    ranges = [("1w", times.iloc[0], times.iloc[-1] + pd.Timedelta("1D")), ("1M", times.iloc[2], times.iloc[-1])]
+
+    got = resample_ranges(stored, "1d", ranges, base="1m", overlay=fresh)
+
+    for (target, lo, hi), derived in zip(ranges, got, strict=True):
+        rows = expected_source[(expected_source["open_time"] >= lo) & (expected_source["open_time"] < hi)]
+        pd.testing.assert_frame_equal(derived, resample_tier(rows, "1d", target, base="1m"))

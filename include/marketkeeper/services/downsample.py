@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from marketkeeper.candles import EXPECTED_COUNT, OPEN_TIME, SOURCE_COUNT, SeriesKey, open_time_ns
+from marketkeeper.candles import EXPECTED_COUNT, SOURCE_COUNT, SeriesKey
 from marketkeeper.errors import ConfigurationError
 from marketkeeper.markets import MarketSpec
 from marketkeeper.services.policy import LockPolicy
@@ -167,10 +167,11 @@ def downsample_market(
             longer = [t for t in tiers if made_from[t] == source]
             stored = _read_source(opened, market.tier_key(source), [spans[t] for t in longer], base_frame)
             made = resample_ranges(
-                _overlaid(stored, derived.get(source)),
+                stored,
                 str(source),
                 [(str(t), *spans[t]) for t in longer],
                 base=str(base.timeframe),
+                overlay=derived.get(source),
                 closed_before=clock,
             )
             derived.update(zip(longer, made, strict=True))
@@ -220,21 +221,6 @@ def _read_source(
     frame = stores.candles.read(source, min(s[0] for s in wanted), max(s[1] for s in wanted))
     derived = frame[SOURCE_COUNT].notna().to_numpy()
     return frame if derived.all() else frame[derived].reset_index(drop=True)
-
-
-def _overlaid(stored: pd.DataFrame, fresh: pd.DataFrame | None) -> pd.DataFrame:
-    """The source tier as the store holds it once this run's write is done: ``stored`` with the ``fresh``
-    buckets (computed now, written with the other tiers) in place of those at the same open times."""
-    if fresh is None or not len(fresh):
-        return stored
-    stored_times, fresh_times = open_time_ns(stored), open_time_ns(fresh)
-    kept = ~np.isin(stored_times, fresh_times)
-    if not kept.any():
-        return fresh
-    merged = pd.concat([stored if kept.all() else stored[kept], fresh], ignore_index=True)  # aligned by name
-    if stored_times[kept][-1] < fresh_times[0]:
-        return merged  # the usual case: the fresh buckets are the newest, the rows are in order already
-    return merged.sort_values(OPEN_TIME, kind="stable", ignore_index=True)
 
 
 def _announced(

@@ -6,7 +6,7 @@ import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -115,6 +115,7 @@ def resample_ranges(
     targets: Sequence[tuple[str, datetime, datetime]],
     *,
     base: str | None = None,
+    overlay: pd.DataFrame | None = None,
     closed_before: datetime | None = None,
 ) -> list[pd.DataFrame]:
     """For each ``(target, lo, hi)``: the ``target`` candles of the rows of ``frame`` with open times in
@@ -122,6 +123,8 @@ def resample_ranges(
     ``frame`` holds ``source`` candles: the base itself (as :func:`resample_candles` takes it), or with
     ``base`` a tier derived from ``base`` (as :func:`resample_tier` takes it). It is checked as a whole.
 
+    :param overlay: more ``source`` candles, checked as ``frame`` is, that replace ``frame``'s at the same open
+        times: a source tier as it will be stored, from its stored candles and the buckets just computed.
     :raises TimeframeError, CandleFrameError: as :func:`resample_candles` and :func:`resample_tier`.
     """
     checked = [(*check_derivable(source, target), lo, hi) for target, lo, hi in targets]
@@ -130,6 +133,10 @@ def resample_ranges(
     source_tf = checked[0][0]
     unit_tf = source_tf if base is None else _derived_from(frame, base, source_tf)
     members = _members(frame, source_tf, derived=base is not None)
+    if overlay is not None:
+        if base is not None:
+            _derived_from(overlay, base, source_tf)
+        members = _laid_over(members, _members(overlay, source_tf, derived=base is not None))
     return [
         _resample(members, None if members is None else members.span(lo, hi), source_tf, target, unit_tf, closed_before)
         for _, target, lo, hi in checked
@@ -215,6 +222,34 @@ def _members(frame: pd.DataFrame, base_tf: Timeframe, *, derived: bool) -> _Memb
         trade_count=trade_count,
         trade_count_present=present,
         source_count=ordered(frame[SOURCE_COUNT].to_numpy(dtype=np.int64)) if derived else None,
+    )
+
+
+def _laid_over(under: _Members | None, over: _Members | None) -> _Members | None:
+    """``under``'s rows with ``over``'s in place of those at the same open times, in open-time order."""
+    if under is None or over is None:
+        return over if under is None else under
+    kept = ~np.isin(under.times, over.times)
+    times = np.concatenate((under.times[kept], over.times))
+    # The usual overlay is the newest bucket(s): the rows are in order already.
+    order = None if bool(np.all(times[1:] > times[:-1])) else np.argsort(times, kind="stable")
+
+    def joined(a: npt.NDArray[Any] | None, b: npt.NDArray[Any] | None, absent: Any) -> npt.NDArray[Any] | None:
+        if a is None and b is None:
+            return None
+        first = np.full(len(under.times), absent) if a is None else a
+        second = np.full(len(over.times), absent) if b is None else b
+        out = np.concatenate((first[kept], second))
+        return out if order is None else out[order]
+
+    values = {name: joined(under.values[name], over.values[name], np.nan) for name in under.values}
+    return _Members(
+        times=times if order is None else times[order],
+        values=cast("dict[str, npt.NDArray[np.float64]]", values),
+        quote_volume=joined(under.quote_volume, over.quote_volume, np.nan),
+        trade_count=joined(under.trade_count, over.trade_count, 0),
+        trade_count_present=joined(under.trade_count_present, over.trade_count_present, False),
+        source_count=joined(under.source_count, over.source_count, 0),
     )
 
 
