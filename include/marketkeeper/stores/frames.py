@@ -4,12 +4,13 @@ imported here, not by :mod:`marketkeeper.stores.base`: a CSV export never builds
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from marketkeeper.candles import DERIVED_COLUMNS, OPEN_TIME, OPEN_TIME_DTYPE, QUOTE_VOLUME, TRADE_COUNT
+from marketkeeper.candles import DERIVED_COLUMNS, OPEN_TIME, QUOTE_VOLUME, TRADE_COUNT
 from marketkeeper.series import VALUE_COLUMNS
 
 __all__ = ["empty_read", "frame_from_columns"]
@@ -34,23 +35,24 @@ def frame_from_columns(
     """
     times = np.asarray(times_ns, dtype=np.int64)
     n = len(times)
-    out = pd.DataFrame({OPEN_TIME: pd.Series(pd.DatetimeIndex(times.view("datetime64[ns]"), tz="UTC"))})
-    out[OPEN_TIME] = out[OPEN_TIME].astype(OPEN_TIME_DTYPE)
+    # One DataFrame of ready columns: assigning them one by one to a frame cost three times as much, which
+    # the many small reads of a derived tier's incremental write pay on every call.
+    columns: dict[str, Any] = {OPEN_TIME: pd.DatetimeIndex(times.view("datetime64[ns]"), tz="UTC").array}
     for name in VALUE_COLUMNS:
-        out[name] = np.asarray(values[name], dtype=np.float64)
-    out[QUOTE_VOLUME] = np.full(n, np.nan) if quote_volume is None else np.asarray(quote_volume, dtype=np.float64)
-    out[TRADE_COUNT] = pd.array([None] * n if trade_count is None else trade_count, dtype="Int64")
+        columns[name] = np.asarray(values[name], dtype=np.float64)
+    columns[QUOTE_VOLUME] = np.full(n, np.nan) if quote_volume is None else np.asarray(quote_volume, dtype=np.float64)
+    columns[TRADE_COUNT] = pd.array([None] * n if trade_count is None else trade_count, dtype="Int64")
     for name in DERIVED_COLUMNS:
         column = (derived or {}).get(name)
         if column is None:
-            out[name] = pd.arrays.IntegerArray(np.zeros(n, dtype=np.int64), np.ones(n, dtype=np.bool_))
+            columns[name] = pd.arrays.IntegerArray(np.zeros(n, dtype=np.int64), np.ones(n, dtype=np.bool_))
         elif isinstance(column, np.ndarray) and column.dtype.kind == "i":
-            out[name] = pd.arrays.IntegerArray(column.astype(np.int64, copy=False), column == -1)
+            columns[name] = pd.arrays.IntegerArray(column.astype(np.int64, copy=False), column == -1)
         else:
             counts = pd.array(column, dtype="Int64")
             counts[counts == -1] = pd.NA
-            out[name] = counts
-    return out
+            columns[name] = counts
+    return pd.DataFrame(columns, copy=False)
 
 
 def empty_read() -> pd.DataFrame:
