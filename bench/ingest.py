@@ -160,7 +160,7 @@ def bench_influxdb(engine: sa.Engine, frame: pd.DataFrame, ledger_url: str, redi
             ingest_runs.append(seconds)
     write, ours = min(write_runs), min(ingest_runs)
     runs = f"best of {repeat}"
-    print(f"  InfluxDB store-only write                   {rate(rows, write)}  ({runs}, gzip level 1)")
+    print(f"  InfluxDB store-only write                   {rate(rows, write)}  ({runs}, gzip off, the default)")
     print(f"  InfluxDB ingest end to end                  {rate(rows, ours)}  ({runs}, {ingestion.windows} windows)")
     return Target("InfluxDB ingest / store-only write", write / ours, GOAL, against="fastest raw: store-only write")
 
