@@ -11,7 +11,6 @@ import json
 import logging
 import time
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -30,8 +29,7 @@ from marketkeeper.influxdb.errors import (
 )
 from marketkeeper.influxdb.http import HTTPTransport, server_message, split_credentials
 from marketkeeper.influxdb.influxql import format_time, quote_identifier
-from marketkeeper.influxdb.lineprotocol import FieldValue, format_line
-from marketkeeper.timeframes import to_ns
+from marketkeeper.influxdb.results import Point, Series, ServerInfo
 
 if TYPE_CHECKING:
     from marketkeeper.settings import Settings
@@ -41,38 +39,6 @@ log = logging.getLogger(__name__)
 PRECISIONS = frozenset({"ns", "u", "ms", "s", "m", "h"})
 #: What InfluxDB 1.x (and the v1 API of 2.x) says about a database that does not exist.
 _NOT_FOUND_MESSAGES = ("database not found", "bucket not found")
-
-
-@dataclass(frozen=True)
-class ServerInfo:
-    """What a ping learned about the server."""
-
-    version: str
-    latency_ms: float
-
-
-@dataclass(frozen=True)
-class Series:
-    """One series of a query result: rows of ``values`` under ``columns``, grouped by ``tags``."""
-
-    name: str
-    tags: dict[str, str]
-    columns: list[str]
-    values: list[list[Any]]
-
-
-@dataclass(frozen=True)
-class Point:
-    """One point to write; ``time`` ``None`` lets the server stamp it."""
-
-    measurement: str
-    fields: Mapping[str, FieldValue | None]
-    tags: Mapping[str, str] = field(default_factory=dict)
-    time: datetime | None = None
-
-    def to_line(self) -> str:
-        """The point as line protocol with a nanosecond timestamp."""
-        return format_line(self.measurement, self.tags, self.fields, None if self.time is None else to_ns(self.time))
 
 
 def _json_param(value: object) -> object:
