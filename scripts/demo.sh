@@ -53,9 +53,11 @@ import json, sys
 listing = next(line for line in sys.stdin if line.startswith("["))
 print("\n".join(sorted(d["dag_id"] for d in json.loads(listing))))')
 [ ${#dag_ids[@]} -gt 0 ] || { echo "no DAGs found; see $logs/airflow-dags-list.log" >&2; exit 1; }
-# Ingest first, so the gap and rollup DAGs see its candles.
+# Ingest first, so the gap and rollup DAGs see its candles; ops_monitor last, so the alerts it opens are about
+# what the other DAGs left (not a backup the drill is about to verify).
 ordered=(ohlcv_ingest)
-for id in "${dag_ids[@]}"; do [ "$id" = ohlcv_ingest ] || ordered+=("$id"); done
+for id in "${dag_ids[@]}"; do [ "$id" = ohlcv_ingest ] || [ "$id" = ops_monitor ] || ordered+=("$id"); done
+for id in "${dag_ids[@]}"; do [ "$id" != ops_monitor ] || ordered+=("$id"); done
 
 results=()
 failed=0
