@@ -269,3 +269,63 @@ def test_an_overlay_replaces_the_source_candles_at_its_open_times(where: str) ->
     for (target, lo, hi), derived in zip(ranges, got, strict=True):
         rows = expected_source[(expected_source["open_time"] >= lo) & (expected_source["open_time"] < hi)]
         pd.testing.assert_frame_equal(derived, resample_tier(rows, "1d", target, base="1m"))
+
+
+def test_bucket_arrays_are_the_write_the_frame_would_make() -> None:
+    # A recomputation writes each tier's buckets as the arrays they were computed in (no frame built and taken
+    # apart again): the write must be exactly the one prepare_candles makes of the tier's frame, gaps, partial
+    # buckets and missing optional sums included.
+    from marketkeeper.candles import SeriesKey
+    from marketkeeper.stores.prepared import prepare_candles
+    from marketkeeper.tiers import bucket_ranges
+
+    frame = ONE_MINUTE.iloc[:30_000]
+    times = frame["open_time"]
+    ranges = [
+        ("5m", times.iloc[0], times.iloc[-1]),
+        ("1d", times.iloc[0], times.iloc[-1]),
+        ("1h", *[times.iloc[9]] * 2),
+    ]
+    for (target, _, _), buckets in zip(ranges, bucket_ranges(frame, "1m", ranges), strict=True):
+        key = SeriesKey.of("x", "A/B", target)
+        ours, theirs = buckets.prepared(key, store="test"), prepare_candles(key, buckets.frame, store="test")
+        assert len(ours) == len(theirs) == len(buckets)
+        np.testing.assert_array_equal(ours.times_ns, theirs.times_ns)
+        for name in ours.values:
+            np.testing.assert_array_equal(ours.values[name], theirs.values[name])
+        np.testing.assert_array_equal(ours.quote_volume, theirs.quote_volume)  # NaN where a member lacked one
+        np.testing.assert_array_equal(ours.trade_count, theirs.trade_count)
+        np.testing.assert_array_equal(ours.trade_count_present, theirs.trade_count_present)
+        assert ours.derived.keys() == theirs.derived.keys() == {"source_count", "expected_count"}
+        for name in ours.derived:
+            np.testing.assert_array_equal(ours.derived[name], theirs.derived[name])
+        assert buckets.incomplete() == int((buckets.frame["source_count"] < buckets.frame["expected_count"]).sum())
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda t, v: (t[::-1].copy(), v), "open_time is not in ascending order"),
+        (lambda t, v: (np.r_[t[:1], t[:-1]], v), "two candles share open_time"),
+        (lambda t, v: (t + 1, v), "sub-microsecond"),
+        (lambda t, v: (t, {**v, "high": np.r_[np.nan, v["high"][1:]]}), "column high has NaN or infinite values"),
+    ],
+)
+def test_a_write_of_arrays_is_refused_as_a_frame_would_be(change: object, message: str) -> None:
+    from marketkeeper.candles import SeriesKey
+    from marketkeeper.stores.errors import CandleStoreError
+    from marketkeeper.stores.prepared import prepared_from_arrays
+
+    times = np.arange(3, dtype=np.int64) * 300_000_000_000
+    values = {name: np.ones(3) for name in ("open", "high", "low", "close", "volume")}
+    times, values = change(times, values)  # type: ignore[operator]
+    with pytest.raises(CandleStoreError, match=message):
+        prepared_from_arrays(SeriesKey.of("x", "A/B", "5m"), times, values, store="test")
+    with pytest.raises(CandleStoreError, match="source_count has negative values"):
+        prepared_from_arrays(
+            SeriesKey.of("x", "A/B", "5m"),
+            np.arange(3, dtype=np.int64) * 300_000_000_000,
+            {name: np.ones(3) for name in ("open", "high", "low", "close", "volume")},
+            derived={"source_count": np.array([1, -2, 1])},
+            store="test",
+        )

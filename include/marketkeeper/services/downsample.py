@@ -18,17 +18,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import pandas as pd
 
-from marketkeeper.candles import EXPECTED_COUNT, SOURCE_COUNT, SeriesKey
+from marketkeeper.candles import SOURCE_COUNT, SeriesKey
 from marketkeeper.errors import ConfigurationError
 from marketkeeper.markets import MarketSpec
 from marketkeeper.services.policy import LockPolicy
 from marketkeeper.services.writer import series_writer
 from marketkeeper.store_set import StoreConfig, StoreSet
 from marketkeeper.tiers.plan import source_of, touched_buckets, unsettled_range
-from marketkeeper.tiers.resample import resample_ranges
+from marketkeeper.tiers.resample import TierBuckets, bucket_ranges
 from marketkeeper.timeframes import Timeframe, check_range
 
 if TYPE_CHECKING:
@@ -159,24 +158,27 @@ def downsample_market(
         # InfluxDB). The day-dividing tiers come from one pass over the base; a longer tier is made from one of
         # them (1w and 1M from 1d), whose stored candles over their spans are read once, with this run's fresh
         # buckets laid over them.
-        made = resample_ranges(
+        made = bucket_ranges(
             base_frame, str(base.timeframe), [(str(t), *spans[t]) for t in direct], closed_before=clock
         )
-        derived: dict[Timeframe, pd.DataFrame] = dict(zip(direct, made, strict=True))
+        derived: dict[Timeframe, TierBuckets] = dict(zip(direct, made, strict=True))
         for source in dict.fromkeys(made_from[t] for t in tiers if made_from[t] != base.timeframe):
             longer = [t for t in tiers if made_from[t] == source]
             stored = _read_source(opened, market.tier_key(source), [spans[t] for t in longer], base_frame)
-            made = resample_ranges(
+            fresh = derived.get(source)
+            made = bucket_ranges(
                 stored,
                 str(source),
                 [(str(t), *spans[t]) for t in longer],
                 base=str(base.timeframe),
-                overlay=derived.get(source),
+                overlay=None if fresh is None else fresh.frame,
                 closed_before=clock,
             )
             derived.update(zip(longer, made, strict=True))
         lock.ensure_held()
-        written = opened.candles.write_many([(market.tier_key(t), derived[t]) for t in tiers])
+        # The buckets go to the store as the arrays they were computed in (no frame built and checked again).
+        store = opened.candles
+        written = store.write_prepared([derived[t].prepared(market.tier_key(t), store=store.name) for t in tiers])
         for tier, count in zip(tiers, written, strict=True):
             report.tiers.append(_announced(opened, market.tier_key(tier), derived[tier], count, *spans[tier]))
             if progress is not None:
@@ -224,15 +226,12 @@ def _read_source(
 
 
 def _announced(
-    stores: StoreSet, key: SeriesKey, derived: pd.DataFrame, written: int, lo: datetime, hi: datetime
+    stores: StoreSet, key: SeriesKey, derived: TierBuckets, written: int, lo: datetime, hi: datetime
 ) -> TierWrite:
     """What the tier got, after telling the Redis cache of it (when there is one and anything was written)."""
-    incomplete = 0
-    if written:  # on the arrays: resampled counts are never missing, and pandas' masked compare costs more
-        short = derived[SOURCE_COUNT].to_numpy(dtype=np.int64) < derived[EXPECTED_COUNT].to_numpy(dtype=np.int64)
-        incomplete = int(short.sum())
+    incomplete = derived.incomplete() if written else 0
     if written and stores.cache is not None:
-        _announce(stores, key, derived, lo, hi)
+        _announce(stores, key, derived.frame, lo, hi)
     return TierWrite(key.timeframe, lo, hi, written, incomplete)
 
 

@@ -124,7 +124,19 @@ class CandleStore(Closing):
         """
         from marketkeeper.stores.prepared import prepare_candles
 
-        prepared = [prepare_candles(self._check_key(key), frame, store=self.name) for key, frame in items]
+        return self.write_prepared(
+            [prepare_candles(self._check_key(key), frame, store=self.name) for key, frame in items]
+        )
+
+    def write_prepared(self, prepared: Sequence[PreparedCandles]) -> list[int]:
+        """:meth:`write_many` of writes already checked (by :func:`~marketkeeper.stores.prepared.prepare_candles`
+        or :func:`~marketkeeper.stores.prepared.prepared_from_arrays`): what a derived tier's buckets take, as
+        the arrays they were computed in.
+
+        :raises CandleStoreError: as :meth:`write_many`.
+        """
+        for one in prepared:
+            self._check_key(one.key)
         seen: set[SeriesKey] = set()
         for one in prepared:
             if one.key in seen:

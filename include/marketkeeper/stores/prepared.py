@@ -23,7 +23,7 @@ from marketkeeper.candles import (
 from marketkeeper.series import VALUE_COLUMNS
 from marketkeeper.stores.errors import CandleStoreError
 
-__all__ = ["VALUE_COLUMNS", "PreparedCandles", "prepare_candles"]
+__all__ = ["VALUE_COLUMNS", "PreparedCandles", "prepare_candles", "prepared_from_arrays"]
 
 _NAT: Final = np.iinfo(np.int64).min
 
@@ -86,27 +86,8 @@ def prepare_candles(key: SeriesKey, frame: pd.DataFrame, *, store: str) -> Prepa
         df = normalize_frame(frame)
     except CandleFrameError as exc:
         raise refuse(str(exc)) from exc
-    times = open_time_ns(df)
-    if (times == _NAT).any():  # NaT is int64's minimum (a numpy test, cheaper than the column's isna)
-        raise refuse("open_time has missing values")
-    if len(times) > 1:
-        repeated = times[1:] == times[:-1]
-        if repeated.any():
-            first = pd.Timestamp(int(times[1:][repeated][0]), tz="UTC")
-            raise refuse(f"two candles share open_time {first.isoformat()}; deduplicate before writing")
-    if (times % 1000 != 0).any():
-        raise refuse("open_time has sub-microsecond parts, which the stores cannot all keep")
-    values: dict[str, npt.NDArray[np.float64]] = {}
-    for name in VALUE_COLUMNS:
-        column = df[name].to_numpy(dtype=np.float64)
-        if not np.isfinite(column).all():
-            raise refuse(f"column {name} has NaN or infinite values; only finite numbers can be stored")
-        values[name] = column
-    quote_volume = None
-    if QUOTE_VOLUME in df.columns:
-        quote_volume = df[QUOTE_VOLUME].to_numpy(dtype=np.float64)
-        if np.isinf(quote_volume).any():
-            raise refuse(f"column {QUOTE_VOLUME} has infinite values")
+    values = {name: df[name].to_numpy(dtype=np.float64) for name in VALUE_COLUMNS}
+    quote_volume = df[QUOTE_VOLUME].to_numpy(dtype=np.float64) if QUOTE_VOLUME in df.columns else None
     trade_count = present = None
     if TRADE_COUNT in df.columns:
         counts = df[TRADE_COUNT].array
@@ -117,7 +98,60 @@ def prepare_candles(key: SeriesKey, frame: pd.DataFrame, *, store: str) -> Prepa
         if name in df.columns:
             counts = df[name].array
             column = np.asarray(counts.to_numpy(dtype=np.int64, na_value=-1), dtype=np.int64)
-            if (column < -1).any() or (~np.asarray(counts.isna(), dtype=np.bool_) & (column < 0)).any():
+            if (~np.asarray(counts.isna(), dtype=np.bool_) & (column < 0)).any():
                 raise refuse(f"column {name} has negative values")
             derived[name] = column
-    return PreparedCandles(key, times, values, quote_volume, trade_count, present, derived)
+    return prepared_from_arrays(
+        key,
+        open_time_ns(df),
+        values,
+        quote_volume=quote_volume,
+        trade_count=trade_count,
+        trade_count_present=present,
+        derived=derived,
+        store=store,
+    )
+
+
+def prepared_from_arrays(
+    key: SeriesKey,
+    times_ns: npt.NDArray[np.int64],
+    values: dict[str, npt.NDArray[np.float64]],
+    *,
+    quote_volume: npt.NDArray[np.float64] | None = None,
+    trade_count: npt.NDArray[np.int64] | None = None,
+    trade_count_present: npt.NDArray[np.bool_] | None = None,
+    derived: dict[str, npt.NDArray[np.int64]] | None = None,
+    store: str,
+) -> PreparedCandles:
+    """A write of columns already in :class:`PreparedCandles`' form (open times ascending), checked as
+    :func:`prepare_candles` checks a frame's: what a derived tier's buckets take instead of a frame.
+
+    :raises CandleStoreError: naming the offending column or open time.
+    """
+
+    def refuse(cause: str) -> CandleStoreError:
+        return CandleStoreError(cause, store=store, operation="write", key=key)
+
+    times = times_ns
+    if (times == _NAT).any():  # NaT is int64's minimum (a numpy test, cheaper than the column's isna)
+        raise refuse("open_time has missing values")
+    if len(times) > 1:
+        steps = times[1:] - times[:-1]
+        if (steps < 0).any():
+            raise refuse("open_time is not in ascending order")
+        repeated = steps == 0
+        if repeated.any():
+            first = pd.Timestamp(int(times[1:][repeated][0]), tz="UTC")
+            raise refuse(f"two candles share open_time {first.isoformat()}; deduplicate before writing")
+    if (times % 1000 != 0).any():
+        raise refuse("open_time has sub-microsecond parts, which the stores cannot all keep")
+    for name in VALUE_COLUMNS:
+        if not np.isfinite(values[name]).all():
+            raise refuse(f"column {name} has NaN or infinite values; only finite numbers can be stored")
+    if quote_volume is not None and np.isinf(quote_volume).any():
+        raise refuse(f"column {QUOTE_VOLUME} has infinite values")
+    for name, column in (derived or {}).items():
+        if (column < -1).any():
+            raise refuse(f"column {name} has negative values")
+    return PreparedCandles(key, times, values, quote_volume, trade_count, trade_count_present, dict(derived or {}))

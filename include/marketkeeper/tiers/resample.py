@@ -19,7 +19,6 @@ from marketkeeper.candles import (
     LOW,
     OPEN,
     OPEN_TIME,
-    OPEN_TIME_DTYPE,
     PRICE_COLUMNS,
     QUOTE_VOLUME,
     SOURCE_COUNT,
@@ -28,14 +27,19 @@ from marketkeeper.candles import (
     CandleFrameError,
     open_time_ns,
 )
+from marketkeeper.tiers.buckets import RESAMPLED_COLUMNS, TierBuckets, frame_of
 from marketkeeper.timeframes import Timeframe, TimeframeError, to_ns
 
-__all__ = ["RESAMPLED_COLUMNS", "check_derivable", "resample_candles", "resample_ranges", "resample_tier"]
+__all__ = [
+    "RESAMPLED_COLUMNS",
+    "TierBuckets",
+    "bucket_ranges",
+    "check_derivable",
+    "resample_candles",
+    "resample_ranges",
+    "resample_tier",
+]
 
-#: The columns of :func:`resample_candles`' result, in order.
-RESAMPLED_COLUMNS: Final = (
-    OPEN_TIME, OPEN, HIGH, LOW, CLOSE, VOLUME, QUOTE_VOLUME, TRADE_COUNT, SOURCE_COUNT, EXPECTED_COUNT,
-)  # fmt: skip
 _DAY_NS: Final = 86_400 * 10**9
 
 
@@ -127,6 +131,21 @@ def resample_ranges(
         times: a source tier as it will be stored, from its stored candles and the buckets just computed.
     :raises TimeframeError, CandleFrameError: as :func:`resample_candles` and :func:`resample_tier`.
     """
+    buckets = bucket_ranges(frame, source, targets, base=base, overlay=overlay, closed_before=closed_before)
+    return [b.frame for b in buckets]
+
+
+def bucket_ranges(
+    frame: pd.DataFrame,
+    source: str,
+    targets: Sequence[tuple[str, datetime, datetime]],
+    *,
+    base: str | None = None,
+    overlay: pd.DataFrame | None = None,
+    closed_before: datetime | None = None,
+) -> list[TierBuckets]:
+    """:func:`resample_ranges` with each tier's buckets as :class:`TierBuckets` (its frame built on demand):
+    what a recomputation writes without building and checking a frame per tier."""
     checked = [(*check_derivable(source, target), lo, hi) for target, lo, hi in targets]
     if not checked:
         return []
@@ -138,7 +157,11 @@ def resample_ranges(
             _derived_from(overlay, base, source_tf)
         members = _laid_over(members, _members(overlay, source_tf, derived=base is not None))
     return [
-        _resample(members, None if members is None else members.span(lo, hi), source_tf, target, unit_tf, closed_before)
+        TierBuckets(
+            _bucket_columns(
+                members, None if members is None else members.span(lo, hi), source_tf, target, unit_tf, closed_before
+            )
+        )
         for _, target, lo, hi in checked
     ]
 
@@ -261,12 +284,24 @@ def _resample(
     unit_tf: Timeframe,
     closed_before: datetime | None,
 ) -> pd.DataFrame:
-    """The ``target_tf`` buckets of ``members``' rows ``rows`` (all of them when ``None``)."""
+    """The ``target_tf`` buckets of ``members``' rows ``rows`` (all of them when ``None``), as a frame."""
+    return frame_of(_bucket_columns(members, rows, base_tf, target_tf, unit_tf, closed_before))
+
+
+def _bucket_columns(
+    members: _Members | None,
+    rows: tuple[int, int] | None,
+    base_tf: Timeframe,
+    target_tf: Timeframe,
+    unit_tf: Timeframe,
+    closed_before: datetime | None,
+) -> dict[str, Any] | None:
+    """The columns of :func:`_resample`'s frame (``None``: no bucket), as the arrays pandas keeps."""
     if members is None:
-        return _empty()
+        return None
     first, last = (0, len(members.times)) if rows is None else rows
     if last <= first:
-        return _empty()
+        return None
     times = members.times[first:last]
     buckets = target_tf.floor_ns(times)
     # Sorted times give sorted buckets: each bucket is one run, starting where the bucket changes.
@@ -278,7 +313,7 @@ def _resample(
         n_closed = int(np.searchsorted(closes, to_ns(closed_before), side="right"))
         starts, ends, opens, closes = starts[:n_closed], ends[:n_closed], opens[:n_closed], closes[:n_closed]
         if not len(starts):
-            return _empty()
+            return None
     # reduceat sums up to the next start: the arrays are cut after the last kept bucket.
     cut = slice(first, first + int(ends[-1]))
 
@@ -288,7 +323,7 @@ def _resample(
         if bool(np.isnan(data).any()):
             raise CandleFrameError(f"cannot resample: column {name} has missing values")
     # The result's columns are built as the arrays pandas keeps (no dtype inference, no copy).
-    out: dict[str, object] = {OPEN_TIME: pd.DatetimeIndex(opens.view("datetime64[ns]")).tz_localize("UTC").array}
+    out: dict[str, Any] = {OPEN_TIME: opens}
     out[OPEN] = values[OPEN][starts]
     out[HIGH] = np.maximum.reduceat(values[HIGH], starts)
     out[LOW] = np.minimum.reduceat(values[LOW], starts)
@@ -308,7 +343,7 @@ def _resample(
     else:  # members are derived candles: count the base candles they hold
         out[SOURCE_COUNT] = _ints(np.add.reduceat(members.source_count[cut], starts))
     out[EXPECTED_COUNT] = _ints((closes - opens) // unit_tf.nanoseconds)
-    return pd.DataFrame(out, copy=False)  # the keys are RESAMPLED_COLUMNS, in order
+    return out  # the keys are RESAMPLED_COLUMNS, in order; open times as int64 nanoseconds
 
 
 def _ints(values: npt.NDArray[np.integer]) -> pd.arrays.IntegerArray:
@@ -351,9 +386,3 @@ def _complete_count_sum(
     sums = np.add.reduceat(values, starts)
     complete = np.add.reduceat(present.astype(np.int64), starts) == counts
     return pd.arrays.IntegerArray(sums.astype(np.int64), ~complete)
-
-
-def _empty() -> pd.DataFrame:
-    dtypes: dict[str, object] = {name: np.dtype("float64") for name in RESAMPLED_COLUMNS}
-    dtypes.update({OPEN_TIME: OPEN_TIME_DTYPE, TRADE_COUNT: "Int64", SOURCE_COUNT: "Int64", EXPECTED_COUNT: "Int64"})
-    return pd.DataFrame({name: pd.Series([], dtype=dtype) for name, dtype in dtypes.items()})
