@@ -177,7 +177,7 @@ def test_pg_dump_killed_mid_way_leaves_a_failed_row_and_no_file(ledger: str, des
     engine = create_ledger_engine(ledger)
     with engine.begin() as conn:  # enough rows that the dump is still running when it is killed
         conn.execute(
-            sa.text("CREATE TABLE bulk AS SELECT g AS id, md5(g::text) AS v FROM generate_series(1, 300000) g")
+            sa.text("CREATE TABLE bulk AS SELECT g AS id, md5(g::text) AS v FROM generate_series(1, 2000000) g")
         )
     engine.dispose()
     config = StoreConfig(ledger_url=ledger)
