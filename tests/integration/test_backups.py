@@ -156,8 +156,9 @@ def _overview(config: StoreConfig) -> dict[str, object]:
 # --- faults -------------------------------------------------------------------------------------------------
 
 
-def _children_named(name: str) -> list[int]:
-    """PIDs of this process's children called ``name`` (read from /proc: no broad kill by name)."""
+def _children_named(name: str, *, with_argument: str | None = None) -> list[int]:
+    """PIDs of this process's children called ``name`` (read from /proc: no broad kill by name), and with
+    ``with_argument`` among their arguments when given."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -169,6 +170,13 @@ def _children_named(name: str) -> list[int]:
         comm = stat[stat.index("(") + 1 : stat.rindex(")")]
         ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
         if comm == name and ppid == os.getpid():
+            if with_argument is not None:
+                try:
+                    arguments = (entry / "cmdline").read_bytes().split(b"\0")
+                except OSError:
+                    continue
+                if with_argument.encode() not in arguments:
+                    continue
             found.append(int(entry.name))
     return found
 
@@ -186,7 +194,8 @@ def test_pg_dump_killed_mid_way_leaves_a_failed_row_and_no_file(ledger: str, des
     def kill_pg_dump() -> None:
         deadline = time.monotonic() + 60
         while not killed and time.monotonic() < deadline:
-            for pid in _children_named("pg_dump"):
+            # The dump itself, not the `pg_dump --version` the backup runs first to record the tool's version.
+            for pid in _children_named("pg_dump", with_argument="--format=custom"):
                 os.kill(pid, signal.SIGKILL)
                 killed.append(pid)
             time.sleep(0.005)
